@@ -1,0 +1,96 @@
+"""The runtime side of CNI (what the kubelet calls): run a conflist's plugins per the spec."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from cni.spec import ERR_DECODE, ERR_INVALID_CONFIG, CniError
+
+
+def load_conflist(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise CniError(ERR_INVALID_CONFIG, f"cannot read CNI config {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise CniError(ERR_DECODE, f"CNI config {path} is not valid JSON: {e}",
+                       "fix the file; it must be a JSON object with name, cniVersion and plugins") from None
+    if not isinstance(data, dict) or not isinstance(data.get("plugins"), list) or not data["plugins"]:
+        raise CniError(ERR_INVALID_CONFIG, f"CNI config {path} needs a non-empty 'plugins' list")
+    if not data.get("name"):
+        raise CniError(ERR_INVALID_CONFIG, f"CNI config {path} has no 'name'")
+    for p in data["plugins"]:
+        if not isinstance(p, dict) or not p.get("type"):
+            raise CniError(ERR_INVALID_CONFIG, f"CNI config {path}: every plugin needs a 'type'")
+    return data
+
+
+def _find(plugin_type: str, bin_dirs: list[str]) -> str:
+    for d in bin_dirs:
+        exe = os.path.join(d, plugin_type)
+        if os.access(exe, os.X_OK):
+            return exe
+    raise CniError(ERR_INVALID_CONFIG, f"failed to find plugin {plugin_type!r} in path {bin_dirs}",
+                   "install the CNI plugins into one of these directories")
+
+
+async def _exec(command: str, net: dict[str, Any], bin_dirs: list[str], container_id: str, netns_path: str,
+                ifname: str, args: dict[str, str]) -> dict[str, Any] | None:
+    exe = _find(net["type"], bin_dirs)
+    env = {
+        "CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns_path,
+        "CNI_IFNAME": ifname, "CNI_PATH": ":".join(bin_dirs),
+        "CNI_ARGS": ";".join(f"{k}={v}" for k, v in args.items()),
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    }
+    proc = await asyncio.create_subprocess_exec(exe, stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await proc.communicate(json.dumps(net).encode())
+    text = out.decode().strip()
+    if proc.returncode:
+        try:
+            e = json.loads(text)
+            raise CniError(int(e.get("code", 999)), str(e.get("msg", "")), str(e.get("details", "")))
+        except (ValueError, AttributeError):
+            raise CniError(999, f"plugin {net['type']} failed (exit {proc.returncode})",
+                           (text + " " + err.decode()).strip()) from None
+    if command != "ADD":
+        return None
+    try:
+        return json.loads(text) if text else None
+    except ValueError as e:
+        raise CniError(ERR_DECODE, f"plugin {net['type']} printed an invalid result: {e}", text) from None
+
+
+def _net(conflist: dict[str, Any], plugin: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
+    net = dict(plugin, name=conflist["name"], cniVersion=conflist.get("cniVersion", "1.0.0"))
+    if prev is not None:
+        net["prevResult"] = prev
+    return net
+
+
+async def cni_add(conflist: dict[str, Any], bin_dirs: list[str], container_id: str, netns_path: str,
+                  ifname: str, args: dict[str, str]) -> dict[str, Any]:
+    prev: dict[str, Any] | None = None
+    for plugin in conflist["plugins"]:
+        prev = await _exec("ADD", _net(conflist, plugin, prev), bin_dirs, container_id, netns_path, ifname, args)
+    return prev or {}
+
+
+async def cni_del(conflist: dict[str, Any], bin_dirs: list[str], container_id: str, netns_path: str,
+                  ifname: str, args: dict[str, str], prev_result: dict[str, Any] | None = None) -> None:
+    for plugin in reversed(conflist["plugins"]):
+        await _exec("DEL", _net(conflist, plugin, prev_result), bin_dirs, container_id, netns_path, ifname, args)
+
+
+async def cni_check(conflist: dict[str, Any], bin_dirs: list[str], container_id: str, netns_path: str,
+                    ifname: str, args: dict[str, str], prev_result: dict[str, Any]) -> None:
+    for plugin in conflist["plugins"]:
+        await _exec("CHECK", _net(conflist, plugin, prev_result), bin_dirs, container_id, netns_path, ifname, args)

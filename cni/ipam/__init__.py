@@ -1,0 +1,1 @@
+"""host-local IPAM: range parsing, allocation and the on-disk store."""

@@ -1,0 +1,67 @@
+"""`netkube exec`, `node-exec` and `capture`: run a command inside a pod's or node's namespaces."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from netkube.client import PODS, ApiClient, ApiError
+from netkube.config import ClusterConfig, ConfigError
+
+
+async def _get_pod(cluster: ClusterConfig, namespace: str, name: str) -> dict:
+    client = ApiClient(cluster.api_url_host)
+    try:
+        return await client.get(PODS, name, namespace)
+    except ApiError as e:
+        if e.code == 404:
+            raise ConfigError(f'pod "{name}" not found in namespace "{namespace}"') from None
+        raise
+    finally:
+        await client.close()
+
+
+def pod_netns(cluster: ClusterConfig, namespace: str, name: str) -> str:
+    pod = asyncio.run(_get_pod(cluster, namespace, name))
+    return cluster.pod_netns(pod["metadata"]["uid"])
+
+
+def exec_in_pod(cluster: ClusterConfig, namespace: str, name: str, argv: list[str], container: str | None) -> int:
+    from netkube.kubelet.podstate import find_exec_target
+
+    pod = asyncio.run(_get_pod(cluster, namespace, name))
+    node = pod.get("spec", {}).get("nodeName")
+    if not node or not pod.get("status", {}).get("podIP"):
+        raise ConfigError(f'pod "{name}" is not running yet (phase {pod.get("status", {}).get("phase", "Pending")})')
+    pid = find_exec_target(cluster, node, pod["metadata"]["uid"], container)
+    os.execv(sys.executable, [sys.executable, "-m", "netkube.kubelet.nsexec", "--target", str(pid), "--", *argv])
+    return 127  # not reached
+
+
+def exec_in_node(cluster: ClusterConfig, node: str, argv: list[str]) -> int:
+    if node not in cluster.node_names:
+        raise ConfigError(f"no node {node!r} in cluster {cluster.name!r}; nodes: {', '.join(cluster.node_names)}")
+    os.execvp("ip", ["ip", "netns", "exec", cluster.node_netns(node), *argv])
+    return 127
+
+
+def capture(cluster: ClusterConfig, target: str, namespace: str, iface: str | None, write: str | None,
+            count: int | None, extra: list[str]) -> int:
+    if target.startswith("node/"):
+        node = target.removeprefix("node/")
+        if node not in cluster.node_names:
+            raise ConfigError(f"no node {node!r}; nodes: {', '.join(cluster.node_names)}")
+        ns = cluster.node_netns(node)
+    else:
+        ns = pod_netns(cluster, namespace, target.removeprefix("pod/"))
+    argv = ["ip", "netns", "exec", ns, "tcpdump", "-n", "-i", iface or ("eth0" if not target.startswith("node/") else "any")]
+    if write:
+        argv += ["-w", write]
+    else:
+        argv += ["-l"]
+    if count:
+        argv += ["-c", str(count)]
+    argv += extra
+    os.execvp("ip", argv)
+    return 127

@@ -1,0 +1,223 @@
+"""`netkube up`: build the lab, start the control plane and node agents, wait until it serves."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from netkube.client import NODES, PODS, ApiClient, ApiError
+from netkube.config import ClusterConfig, ConfigError
+from netkube.lab import topology
+from netkube.lab.processes import python_module_argv, spawn_detached
+from netkube.lab.records import Records
+
+
+class Progress:
+    """Prints each step with its duration, as a user watching `netkube up` expects."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.t0 = time.monotonic()
+        self.quiet = quiet
+
+    def step(self, text: str) -> _Step:
+        return _Step(self, text)
+
+
+class _Step:
+    def __init__(self, progress: Progress, text: str) -> None:
+        self.progress = progress
+        self.text = text
+
+    def __enter__(self) -> _Step:
+        self.start = time.monotonic()
+        if not self.progress.quiet:
+            print(f" • {self.text} ...", end="", flush=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if self.progress.quiet:
+            return
+        took = time.monotonic() - self.start
+        print(f" {'failed' if exc_type else 'done'} ({took:.2f}s)", flush=True)
+
+
+def write_kubeconfig(cluster: ClusterConfig) -> Path:
+    name = cluster.name
+    text = f"""apiVersion: v1
+kind: Config
+clusters:
+- name: {name}
+  cluster:
+    server: {cluster.api_url_host}
+users:
+- name: {name}-admin
+  user: {{}}
+contexts:
+- name: {name}
+  context:
+    cluster: {name}
+    user: {name}-admin
+    namespace: default
+current-context: {name}
+"""
+    cluster.kubeconfig_path.write_text(text)
+    return cluster.kubeconfig_path
+
+
+async def _wait_api(client: ApiClient, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            await client.request("GET", "/version")
+            return
+        except Exception as e:  # noqa: BLE001 - anything means "not yet"
+            last = e
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"the apiserver did not answer within {timeout:.0f}s ({last})")
+
+
+def _ready(node: dict) -> bool:
+    for c in node.get("status", {}).get("conditions", []):
+        if c.get("type") == "Ready":
+            return bool(c.get("status") == "True")
+    return False
+
+
+async def _wait_nodes_ready(client: ApiClient, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = (await client.list(NODES)).get("items", [])
+        ready = {n["metadata"]["name"] for n in items if _ready(n)}
+        if set(names) <= ready:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"nodes not Ready after {timeout:.0f}s: {sorted(set(names) - ready)}")
+
+
+async def _create_addons(client: ApiClient, cluster: ClusterConfig) -> None:
+    from netkube.addons import coredns
+    from netkube.client import DEPLOYMENTS, SERVICES
+
+    for obj in coredns.manifests(cluster):
+        res = SERVICES if obj["kind"] == "Service" else DEPLOYMENTS
+        for _ in range(50):
+            try:
+                await client.create(res, obj)
+                break
+            except ApiError as e:
+                if e.code == 409:
+                    break
+                if e.code == 404:  # namespace kube-system not bootstrapped yet
+                    await asyncio.sleep(0.05)
+                    continue
+                raise
+
+
+def dns_answers(cluster: ClusterConfig, name: str = "kubernetes.default.svc.cluster.local") -> bool:
+    proc = subprocess.run(
+        ["ip", "netns", "exec", cluster.node_netns("node1"), "busybox", "nslookup", name, cluster.dns_service_ip],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return proc.returncode == 0 and cluster.kubernetes_service_ip in proc.stdout
+
+
+async def _wait_dns(client: ApiClient, cluster: ClusterConfig, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = (await client.list(PODS, "kube-system", label_selector="k8s-app=kube-dns")).get("items", [])
+        if any(p.get("status", {}).get("podIP") for p in pods):
+            if await asyncio.to_thread(dns_answers, cluster):
+                return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"cluster DNS did not answer at {cluster.dns_service_ip} within {timeout:.0f}s")
+
+
+def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> int:
+    from netkube.cli.doctor import problems
+
+    cluster.validate()
+    if cluster.state_dir.exists() and (cluster.state_dir / "cluster.json").exists():
+        raise ConfigError(
+            f"a cluster named {cluster.name!r} already exists ({cluster.state_dir}); "
+            f"use `netkube down --name {cluster.name}` first or pick another --name"
+        )
+    missing = problems()
+    if missing:
+        lines = "\n".join(f"  - {m}" for m in missing)
+        raise ConfigError(f"netkube cannot start a cluster on this machine:\n{lines}")
+    progress = Progress(quiet)
+    t0 = time.monotonic()
+    if not quiet:
+        print(f"Creating cluster {cluster.name!r} with {cluster.nodes} node(s), proxy mode {cluster.proxy_mode}")
+    cluster.save()
+    records = Records(cluster.records_path)
+    try:
+        with progress.step(f"underlay {cluster.node_cidr} and {cluster.nodes} node namespaces"):
+            topology.realize(cluster, records)
+        with progress.step("CNI plugins and built-in images"):
+            from cni.install import install_plugins
+            from netkube.images.registry import prepare_assets
+
+            install_plugins(cluster.state_dir / "cni" / "bin", sys.executable)
+            prepare_assets(cluster.state_dir / "images")
+        log_dir = cluster.log_dir
+        with progress.step(f"control plane (apiserver on 127.0.0.1:{cluster.api_port} and {cluster.api_host}:{cluster.api_port})"):
+            spawn_detached(
+                python_module_argv(
+                    "netkube.server",
+                    "--cluster-config", str(cluster.state_dir / "cluster.json"),
+                    "--listen-netns", cluster.node_netns("node1"),
+                ),
+                log_dir / "server.log", records, "netkube server",
+            )
+            write_kubeconfig(cluster)
+            asyncio.run(_run_async_step(_wait_api_only, cluster, 20.0))
+        with progress.step(f"node agents on {', '.join(cluster.node_names)}"):
+            for node in cluster.node_names:
+                spawn_detached(
+                    python_module_argv(
+                        "netkube.agent", "--cluster-config", str(cluster.state_dir / "cluster.json"), "--node", node
+                    ),
+                    log_dir / f"agent-{node}.log", records, f"netkube agent {node}",
+                    netns=cluster.node_netns(node),
+                )
+            asyncio.run(_run_async_step(_nodes_ready, cluster, timeout))
+        with progress.step(f"cluster DNS (coredns behind kube-dns {cluster.dns_service_ip})"):
+            asyncio.run(_run_async_step(_dns, cluster, timeout))
+    except BaseException:
+        if not quiet:
+            print(f"netkube up failed; logs are in {cluster.log_dir}. `netkube down --name {cluster.name}` removes what was made.",
+                  file=sys.stderr)
+        raise
+    if not quiet:
+        print(f"Cluster {cluster.name!r} is up in {time.monotonic() - t0:.1f}s.")
+        print(f"  export KUBECONFIG={cluster.kubeconfig_path}")
+    return 0
+
+
+async def _run_async_step(fn, cluster: ClusterConfig, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    client = ApiClient(cluster.api_url_host)
+    try:
+        await fn(client, cluster, timeout)
+    finally:
+        await client.close()
+
+
+async def _wait_api_only(client: ApiClient, cluster: ClusterConfig, timeout: float) -> None:
+    await _wait_api(client, timeout)
+    # Add-ons go in as soon as the API serves, so their pods schedule the moment nodes are Ready.
+    await _create_addons(client, cluster)
+
+
+async def _nodes_ready(client: ApiClient, cluster: ClusterConfig, timeout: float) -> None:
+    await _wait_nodes_ready(client, cluster.node_names, timeout)
+
+
+async def _dns(client: ApiClient, cluster: ClusterConfig, timeout: float) -> None:
+    await _wait_dns(client, cluster, timeout)

@@ -1,0 +1,195 @@
+"""The process runtime: named netns via iproute2, pause and containers via nsexec, exit via pidfd."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from netkube.kubelet import nsexec
+from netkube.kubelet.interfaces import Proc
+from netkube.lab.records import Records, process_start_time
+
+log = logging.getLogger(__name__)
+
+NSEXEC = os.path.abspath(nsexec.__file__)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+async def _read_once(fd: int) -> bytes:
+    """Read what the pause helper reports on its ready pipe (b"" at EOF means it died)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[bytes] = loop.create_future()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(os.read(fd, 16))
+
+    loop.add_reader(fd, ready)
+    try:
+        return await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+class RuntimeFailure(Exception):
+    """Starting a pod process or namespace failed; the message says which and why."""
+
+
+class ProcessRuntime:
+    """Real Runtime. Records every netns and process before/as it is made and forgets it when reaped."""
+
+    def __init__(self, records: Records, python: str = sys.executable) -> None:
+        self.records = records
+        self.python = python
+        self.sleep = shutil.which("sleep") or "/bin/sleep"
+        self._exits: dict[Proc, asyncio.Future[int | None]] = {}
+
+    # --- network namespaces ---------------------------------------------------------------
+    async def _ip(self, *args: str) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeFailure(f"ip {' '.join(args)} failed: {err.decode().strip()}")
+
+    async def create_netns(self, name: str) -> str:
+        self.records.add_netns(name)  # before: a crash in between still leaves it findable
+        path = f"/run/netns/{name}"
+        if not os.path.exists(path):
+            await self._ip("netns", "add", name)
+        return path
+
+    async def delete_netns(self, name: str) -> None:
+        if os.path.exists(f"/run/netns/{name}"):
+            await self._ip("netns", "delete", name)
+        self.records.forget("netns", name=name)
+
+    # --- processes ------------------------------------------------------------------------
+    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path, ready_w: int | None) -> int:
+        # posix_spawn (vfork underneath) keeps the per-pod cost low; setsid so a ^C to the agent's
+        # process group does not kill pods, as with containerd-shim.
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ]
+        if ready_w is not None:
+            actions.append((os.POSIX_SPAWN_DUP2, ready_w, 3))
+        return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+
+    async def _started(self, pid: int, what: str) -> Proc:
+        start = process_start_time(pid)
+        if start is None:  # already exited and reaped by nobody yet: still a zombie, so unlikely
+            start = 0
+        self.records.add("process", pid=pid, start=start, what=what)
+        proc = Proc(pid, start)
+        self._watch(proc)
+        return proc
+
+    async def start_pause(
+        self, netns_path: str | None, hostname: str | None, binds: list[tuple[str, str]], log_path: Path, what: str
+    ) -> Proc:
+        argv = [self.python, "-I", "-S", NSEXEC, "--ready-fd", "3"]
+        if netns_path:
+            argv += ["--netns", netns_path]
+        if hostname:
+            argv += ["--new-uts", "--hostname", hostname]
+        argv += ["--new-mount"]
+        for src, dst in binds:
+            argv += ["--bind", f"{src}:{dst}"]
+        argv += ["--", self.sleep, "infinity"]
+        r, w = os.pipe()
+        try:
+            pid = self._spawn(argv, {"PATH": DEFAULT_PATH}, log_path, w)
+        finally:
+            os.close(w)
+        proc = await self._started(pid, what)
+        try:
+            ok = await _read_once(r)
+        finally:
+            os.close(r)
+        if ok != b"ok":
+            self.signal(proc, signal.SIGKILL)
+            await self.wait(proc)
+            tail = log_path.read_text(errors="replace")[-400:].strip() if log_path.exists() else ""
+            raise RuntimeFailure(f"pod sandbox process failed to start: {tail or 'no output'}")
+        return proc
+
+    async def start_container(
+        self, target: Proc, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, what: str
+    ) -> Proc:
+        full = [self.python, "-I", "-S", NSEXEC, "--target", str(target.pid), "--private-tmp"]
+        if cwd:
+            full += ["--cwd", cwd]
+        full += ["--", *argv]
+        env = {"PATH": DEFAULT_PATH, **env}
+        pid = self._spawn(full, env, log_path, None)
+        return await self._started(pid, what)
+
+    def signal(self, proc: Proc, sig: int) -> None:
+        if process_start_time(proc.pid) == proc.start:
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def alive(self, proc: Proc) -> bool:
+        fut = self._exits.get(proc)
+        if fut is not None and fut.done():
+            return False
+        return proc.start != 0 and process_start_time(proc.pid) == proc.start
+
+    def _watch(self, proc: Proc) -> asyncio.Future[int | None]:
+        fut = self._exits.get(proc)
+        if fut is not None:
+            return fut
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._exits[proc] = fut
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except ProcessLookupError:
+            self._reap(proc, fut)
+            return fut
+        if process_start_time(proc.pid) not in (proc.start, None):
+            os.close(fd)  # pid was reused: ours is long gone
+            self._reap(proc, fut)
+            return fut
+
+        def ready() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._reap(proc, fut)
+
+        loop.add_reader(fd, ready)  # a pidfd polls readable once the process exits
+        return fut
+
+    def _reap(self, proc: Proc, fut: asyncio.Future[int | None]) -> None:
+        code: int | None = None
+        try:
+            got, status = os.waitpid(proc.pid, os.WNOHANG)
+            if got == proc.pid:
+                code = os.waitstatus_to_exitcode(status)
+                if code < 0:
+                    code = 128 - code  # killed by signal n: report 128+n like a shell / containerd
+        except ChildProcessError:
+            code = None  # adopted from a previous kubelet: not our child, exit code unknown
+        self.records.forget("process", pid=proc.pid, start=proc.start)
+        if not fut.done():
+            fut.set_result(code)
+
+    async def wait(self, proc: Proc) -> int | None:
+        return await asyncio.shield(self._watch(proc))
+
+    def forget(self, proc: Proc) -> None:
+        """Drop the exit future of a process that is fully handled (keeps the map small)."""
+        fut = self._exits.get(proc)
+        if fut is not None and fut.done():
+            del self._exits[proc]
