@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -69,8 +70,6 @@ def old_scale_down_budget(deployment: Obj, all_rss: list[Obj], new_rs: Obj | Non
 
 
 def template_without_hash(template: Obj) -> Obj:
-    import copy
-
     t = copy.deepcopy(template or {})
     labels = (t.get("metadata") or {}).get("labels")
     if labels is not None:
