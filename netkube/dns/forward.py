@@ -52,7 +52,7 @@ class Forwarder:
                     lambda: _OneShot(query[:2]), remote_addr=(host, port))
                 transport.sendto(query)
                 return await asyncio.wait_for(proto.answer, self.timeout)
-            except (OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, OSError) as e:
                 log.warning("upstream %s:%d failed: %s", host, port, e or "timeout")
             finally:
                 if transport is not None:

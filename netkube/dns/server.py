@@ -91,7 +91,7 @@ class DnsServer:
                     break  # nothing sensible to say: close, as CoreDNS does on garbage
                 writer.write(struct.pack("!H", len(result)) + result)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
