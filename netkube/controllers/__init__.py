@@ -1,0 +1,62 @@
+"""Controllers of the `netkube server` process; run_controllers starts them all as asyncio tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from netkube.client import ApiClient
+from netkube.config import ClusterConfig
+
+log = logging.getLogger(__name__)
+
+
+async def supervise(name: str, run: Callable[[], Awaitable[None]], backoff: float = 0.5) -> None:
+    """Run forever; an error is logged and the task restarted, never killing the process."""
+    while True:
+        try:
+            await run()
+            log.warning("%s returned; restarting", name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s crashed; restarting in %.1fs", name, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 10.0)
+
+
+async def run_controllers(client: ApiClient, cluster: ClusterConfig) -> None:
+    """Start every controller over one shared set of informers; returns only when cancelled."""
+    from netkube.controllers.base import Informers
+    from netkube.controllers.bootstrap import BootstrapController
+    from netkube.controllers.deployment import DeploymentController
+    from netkube.controllers.endpoints import EndpointsController
+    from netkube.controllers.gc import GarbageCollector
+    from netkube.controllers.nodeipam import NodeIpamController
+    from netkube.controllers.nodelifecycle import NodeLifecycleController
+    from netkube.controllers.replicaset import ReplicaSetController
+
+    informers = Informers(client)
+    controllers = {
+        "bootstrap": BootstrapController(client, informers, cluster),
+        "nodeipam": NodeIpamController(client, informers, cluster),
+        "deployment": DeploymentController(client, informers),
+        "replicaset": ReplicaSetController(client, informers),
+        "endpoints": EndpointsController(client, informers),
+        "garbage-collector": GarbageCollector(client, informers),
+        "node-lifecycle": NodeLifecycleController(client, informers),
+    }
+    for c in controllers.values():
+        c.register()  # type: ignore[attr-defined]
+    tasks = [asyncio.create_task(supervise(f"informer {i.res.plural}", i.run), name=f"informer-{i.res.plural}")
+             for i in informers.all()]
+    await informers.wait_synced()  # controllers act on a complete picture, never a partial list
+    tasks += [asyncio.create_task(supervise(f"controller {n}", c.run), name=f"controller-{n}")  # type: ignore[attr-defined]
+              for n, c in controllers.items()]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,14 +8,20 @@ import time
 
 from netkube.client import PODS, REPLICASETS, ApiError, Informer, Obj
 from netkube.controllers.base import (
-    Informers, clone, controller_ref, ns_key, owner_reference, parse_time, pod_is_active, pod_is_ready,
+    Informers,
+    clone,
+    controller_ref,
+    ns_key,
+    owner_reference,
+    parse_time,
+    pod_is_active,
+    pod_is_ready,
     split_key,
 )
 from netkube.controllers.events import EventRecorder
 from netkube.controllers.expectations import Expectations
 from netkube.controllers.hashing import random_suffix
 from netkube.controllers.podorder import pods_to_delete
-from netkube.controllers.selectors import selector_matches
 from netkube.controllers.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
