@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import threading
 
-from proxy_modes.model import Endpoint, Obj, ProxyState, ServicePort, ServicePortName, service_ports, slice_endpoints
+from proxy_modes.model import (
+    Endpoint,
+    Obj,
+    ProxyState,
+    ServicePort,
+    ServicePortName,
+    service_ports,
+    slice_endpoints,
+)
 
 
 def _key(obj: Obj) -> str:

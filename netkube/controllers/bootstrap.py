@@ -11,12 +11,12 @@ from netkube.controllers.base import Informers
 
 log = logging.getLogger(__name__)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-APISERVER_PORT = 6443
 RECHECK_PERIOD = 10.0
 
 
 def desired_objects(cluster: ClusterConfig) -> list[tuple[Resource, Obj]]:
     ip = cluster.kubernetes_service_ip
+    api_port = cluster.api_port
     api_ip = cluster.api_host
     out: list[tuple[Resource, Obj]] = [
         (NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
@@ -30,14 +30,14 @@ def desired_objects(cluster: ClusterConfig) -> list[tuple[Resource, Obj]]:
                      "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "sessionAffinity": "None",
                  "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster",
-                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": APISERVER_PORT}]},
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
     }))
     out.append((ENDPOINTS, {
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",
                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": api_ip}],
-                     "ports": [{"name": "https", "port": APISERVER_PORT, "protocol": "TCP"}]}],
+                     "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}],
     }))
     out.append((ENDPOINTSLICES, {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -45,7 +45,7 @@ def desired_objects(cluster: ClusterConfig) -> list[tuple[Resource, Obj]]:
                      "labels": {"kubernetes.io/service-name": "kubernetes"}},
         "addressType": "IPv4",
         "endpoints": [{"addresses": [api_ip], "conditions": {"ready": True}}],
-        "ports": [{"name": "https", "port": APISERVER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
     }))
     return out
 

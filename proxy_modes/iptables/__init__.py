@@ -1,0 +1,1 @@
+"""kube-proxy's iptables mode: renderer, proxier and cleanup (see README.md for the netfilter path)."""

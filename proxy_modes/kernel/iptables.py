@@ -1,0 +1,91 @@
+"""The iptables interface kube-proxy needs, and the real one (iptables-nft in the current netns)."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Literal, Protocol
+
+Position = Literal["prepend", "append"]
+TABLES = ("filter", "nat", "mangle")
+
+
+class IptablesError(RuntimeError):
+    """iptables refused something; the message is iptables' own."""
+
+
+class Iptables(Protocol):
+    def restore(self, text: str, noflush: bool = True) -> None:
+        """Apply iptables-restore input; each table commits atomically or not at all."""
+
+    def save(self, table: str) -> str:
+        """iptables-save output for one table."""
+
+    def ensure_chain(self, table: str, chain: str) -> bool:
+        """Create the chain if missing; True if it already existed."""
+
+    def chain_exists(self, table: str, chain: str) -> bool: ...
+
+    def ensure_rule(self, position: Position, table: str, chain: str, args: list[str]) -> bool:
+        """Add the rule unless an identical one exists (upstream EnsureRule); True if it existed."""
+
+    def delete_rule(self, table: str, chain: str, args: list[str]) -> bool:
+        """Delete the rule if present; True if it was there."""
+
+    def delete_chain(self, table: str, chain: str) -> bool:
+        """Flush and delete the chain if present; True if it was there."""
+
+
+class RealIptables:
+    """Runs the iptables binaries; the caller's process must already be in the node's netns."""
+
+    def __init__(self, binary: str = "iptables", timeout: float = 60.0, netns: str | None = None) -> None:
+        self.binary = binary
+        self.timeout = timeout
+        # netns: run in that named namespace (tests, host-side tools); the agent passes None.
+        self.prefix = ["ip", "netns", "exec", netns] if netns else []
+
+    def _run(self, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        # "-w": wait for the xtables lock instead of failing when another writer holds it.
+        return subprocess.run(self.prefix + argv, input=stdin, capture_output=True, text=True, timeout=self.timeout)
+
+    def _check(self, argv: list[str], stdin: str | None = None) -> str:
+        r = self._run(argv, stdin)
+        if r.returncode != 0:
+            raise IptablesError(f"{' '.join(argv[:3])} failed (exit {r.returncode}): {r.stderr.strip()}")
+        return r.stdout
+
+    def restore(self, text: str, noflush: bool = True) -> None:
+        argv = [f"{self.binary}-restore", "-w"] + (["--noflush"] if noflush else [])
+        self._check(argv, text)
+
+    def save(self, table: str) -> str:
+        return self._check([f"{self.binary}-save", "-t", table])
+
+    def chain_exists(self, table: str, chain: str) -> bool:
+        return self._run([self.binary, "-w", "-t", table, "-S", chain, "1"]).returncode == 0
+
+    def ensure_chain(self, table: str, chain: str) -> bool:
+        if self.chain_exists(table, chain):
+            return True
+        self._check([self.binary, "-w", "-t", table, "-N", chain])
+        return False
+
+    def ensure_rule(self, position: Position, table: str, chain: str, args: list[str]) -> bool:
+        if self._run([self.binary, "-w", "-t", table, "-C", chain, *args]).returncode == 0:
+            return True
+        op = "-I" if position == "prepend" else "-A"
+        self._check([self.binary, "-w", "-t", table, op, chain, *args])
+        return False
+
+    def delete_rule(self, table: str, chain: str, args: list[str]) -> bool:
+        if self._run([self.binary, "-w", "-t", table, "-C", chain, *args]).returncode != 0:
+            return False
+        self._check([self.binary, "-w", "-t", table, "-D", chain, *args])
+        return True
+
+    def delete_chain(self, table: str, chain: str) -> bool:
+        if not self.chain_exists(table, chain):
+            return False
+        self._check([self.binary, "-w", "-t", table, "-F", chain])
+        self._check([self.binary, "-w", "-t", table, "-X", chain])
+        return True
