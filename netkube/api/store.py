@@ -38,7 +38,7 @@ class Event:
     rev: int
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: watches live in sets
 class Watch:
     """A subscription to events under a key prefix; events arrive on queue, None means closed."""
 

@@ -174,9 +174,9 @@ def validate(kind: str, obj: Obj) -> list[FieldError]:
         errs.append(FieldError("metadata.name", "FieldValueRequired", detail="name or generateName is required"))
     else:
         errs += name_errors(kind, str(name))
-    for k, v in (md.get("labels") or {}).items():
+    for v in (md.get("labels") or {}).values():
         if not isinstance(v, str) or len(v) > 63 or (v and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", v)):
-            errs.append(FieldError(f"metadata.labels", "FieldValueInvalid", str(v),
+            errs.append(FieldError("metadata.labels", "FieldValueInvalid", str(v),
                                    "a valid label must be an empty string or consist of alphanumeric characters, "
                                    "'-', '_' or '.', and must start and end with an alphanumeric character "
                                    "(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is "

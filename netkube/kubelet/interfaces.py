@@ -82,7 +82,7 @@ class NetkubeCni:
         mtime = path.stat().st_mtime
         hit = self._cache.get(path)
         if hit is None or hit[0] != mtime:
-            hit = (mtime, load_conflist(path))
+            hit = (mtime, load_conflist(str(path)))
             self._cache[path] = hit
         return hit[1]
 

@@ -77,6 +77,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ns = p.parse_args(argv)
     if ns.argv and ns.argv[0] == "--":
         ns.argv = ns.argv[1:]
+    if ns.target is not None and ns.target <= 0:
+        p.error(f"--target {ns.target}: give the pid of a running pod process")
     if not ns.argv:
         p.error("no command given; put it after --, e.g. nsexec --target 1234 -- sh")
     return ns

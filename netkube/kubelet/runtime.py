@@ -113,6 +113,9 @@ class ProcessRuntime:
         proc = await self._started(pid, what)
         try:
             ok = await _read_once(r)
+        except BaseException:
+            self.signal(proc, signal.SIGKILL)  # cancelled mid-start: the pidfd watcher reaps it
+            raise
         finally:
             os.close(r)
         if ok != b"ok":

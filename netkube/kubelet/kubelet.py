@@ -1,0 +1,136 @@
+"""The kubelet: registers the node, watches its pods and runs each in its own asyncio task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from netkube.client import PODS, SERVICES, ApiClient, ApiError, Informer
+from netkube.config import ClusterConfig
+from netkube.kubelet import podstate, sandbox
+from netkube.kubelet.interfaces import BuiltinImages, Cni, ImageStore, NetkubeCni, Proc, Runtime
+from netkube.kubelet.node import NodeReporter
+from netkube.kubelet.podworker import PodWorker
+from netkube.kubelet.runtime import ProcessRuntime
+from netkube.kubelet.sandbox import NodeContext, Timings
+from netkube.lab.records import Records
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+class Kubelet:
+    def __init__(
+        self,
+        client: ApiClient,
+        cluster: ClusterConfig,
+        node_name: str,
+        node_ip: str,
+        records: Records,
+        cni: Cni | None = None,
+        images: ImageStore | None = None,
+        runtime: Runtime | None = None,
+        timings: Timings | None = None,
+    ) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.node_name = node_name
+        self.timings = timings or Timings()
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
+        self.services = Informer(client, SERVICES)
+        self.ctx = NodeContext(
+            client=client,
+            cluster=cluster,
+            node_name=node_name,
+            node_ip=node_ip,
+            records=records,
+            cni=cni or NetkubeCni([str(cluster.state_dir / "cni" / "bin")]),
+            images=images or BuiltinImages(cluster.state_dir / "images"),
+            runtime=runtime or ProcessRuntime(records),
+            timings=self.timings,
+            services=self.services.items,
+        )
+        self.node = NodeReporter(
+            client, cluster, node_name, node_ip, lambda: self.ctx.conflist() is not None, self.timings.heartbeat
+        )
+        self.workers: dict[str, PodWorker] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.ready = asyncio.Event()  # set once pods are adopted and the watch handler is live
+
+    async def run(self) -> None:
+        try:
+            self.ctx.host_resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            self.ctx.host_resolv = ""
+        await self.node.register()
+        informers = [asyncio.create_task(self.pods.run()), asyncio.create_task(self.services.run())]
+        try:
+            await self.pods.synced.wait()
+            adopted = await self._recover()
+            # No await between adding the handler and walking the cache: no event is missed.
+            self.pods.add_handler(self._on_pod)
+            for pod in self.pods.items():
+                self._on_pod("ADDED", pod, None, adopted.get(pod["metadata"]["uid"]))
+            self.ready.set()
+            await self.node.run()
+        finally:
+            # Pods keep running when the kubelet stops (as with containerd); a restarted kubelet adopts them.
+            for t in [*informers, *self._tasks]:
+                t.cancel()
+            await asyncio.gather(*informers, *self._tasks, return_exceptions=True)
+
+    async def _recover(self) -> dict[str, podstate.PodState]:
+        """Adopt live pods from state.json; tear down what is dead or no longer bound here."""
+        bound = {p["metadata"]["uid"] for p in self.pods.items()}
+        adopted: dict[str, podstate.PodState] = {}
+        for uid, st in podstate.load_all(self.cluster, self.node_name).items():
+            if uid in bound and self.ctx.runtime.alive(Proc(st.pause_pid, st.pause_start)):
+                adopted[uid] = st
+                continue
+            log.info("tearing down leftover pod %s/%s (%s)", st.namespace, st.name, uid)
+            for rec in st.containers.values():
+                if rec.pid:
+                    proc = Proc(rec.pid, rec.start)
+                    self.ctx.runtime.signal(proc, 9)
+                    await self.ctx.runtime.wait(proc)
+                    self.ctx.runtime.forget(proc)
+            await sandbox.teardown(self.ctx, st, self.ctx.pods_dir / uid)
+        return adopted
+
+    def _on_pod(self, kind: str, pod: Obj, old: Obj | None, adopted: podstate.PodState | None = None) -> None:
+        md = pod["metadata"]
+        uid = md["uid"]
+        worker = self.workers.get(uid)
+        if kind == "DELETED":
+            if worker is not None:
+                worker.vanish()
+            return
+        if worker is not None:
+            worker.update(pod)
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if adopted is None and md.get("deletionTimestamp"):
+            self._spawn(self._finish_delete(pod))  # never started here: nothing to tear down
+            return
+        if adopted is None and phase in ("Succeeded", "Failed"):
+            return  # a finished pod is not run again
+        worker = PodWorker(self.ctx, pod, adopted)
+        self.workers[uid] = worker
+        task = self._spawn(worker.run())
+        task.add_done_callback(lambda _t: self.workers.pop(uid, None))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _finish_delete(self, pod: Obj) -> None:
+        md = pod["metadata"]
+        try:
+            await self.client.delete(PODS, md["name"], md["namespace"], grace_period=0)
+        except ApiError as e:
+            if e.code != 404:
+                log.warning("deleting pod %s/%s failed: %s", md["namespace"], md["name"], e)

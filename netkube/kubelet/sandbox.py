@@ -1,0 +1,141 @@
+"""The pod sandbox: named netns + CNI ADD + a pause process holding hostname, resolv.conf and hosts."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netkube.client import ApiClient
+from netkube.config import ClusterConfig
+from netkube.kubelet import podstate
+from netkube.kubelet.interfaces import Cni, CniFailure, ImageStore, Proc, Runtime
+from netkube.kubelet.podfiles import pod_hostname, render_hosts, render_resolv_conf, write_pod_files
+from netkube.lab.records import Records
+
+log = logging.getLogger(__name__)
+
+
+class SandboxError(Exception):
+    """The sandbox cannot be made yet (e.g. no CNI config); retried with back-off."""
+
+
+@dataclass
+class Timings:
+    """Every delay the kubelet uses; tests scale them down."""
+
+    restart_base: float = 10.0  # CrashLoopBackOff: 10 s doubling ...
+    restart_max: float = 300.0  # ... to 5 min, as upstream
+    restart_reset: float = 600.0  # a container that ran this long starts its back-off afresh
+    image_base: float = 10.0
+    image_max: float = 300.0
+    sandbox_retry: float = 1.0
+    sandbox_retry_max: float = 30.0
+    max_grace: float = 30.0
+    heartbeat: float = 10.0
+
+
+@dataclass
+class NodeContext:
+    """What every pod worker shares: one object instead of a dozen constructor parameters."""
+
+    client: ApiClient
+    cluster: ClusterConfig
+    node_name: str
+    node_ip: str
+    records: Records
+    cni: Cni
+    images: ImageStore
+    runtime: Runtime
+    timings: Timings = field(default_factory=Timings)
+    services: Callable[[], list[dict[str, Any]]] = lambda: []
+    host_resolv: str = ""
+
+    @property
+    def pods_dir(self) -> Path:
+        return podstate.pods_dir(self.cluster, self.node_name)
+
+    @property
+    def cni_bin_dir(self) -> str:
+        return str(self.cluster.state_dir / "cni" / "bin")
+
+    def conflist(self) -> Path | None:
+        found = sorted((self.cluster.node_dir(self.node_name) / "cni" / "net.d").glob("*.conflist"))
+        return found[0] if found else None
+
+
+def cni_args(st: podstate.PodState) -> dict[str, str]:
+    # IgnoreUnknown first, as containerd passes it: plugins that know no K8S_* args must not fail.
+    return {
+        "IgnoreUnknown": "1",
+        "K8S_POD_NAMESPACE": st.namespace,
+        "K8S_POD_NAME": st.name,
+        "K8S_POD_INFRA_CONTAINER_ID": st.uid,
+        "K8S_POD_UID": st.uid,
+    }
+
+
+async def create(ctx: NodeContext, pod: dict[str, Any], st: podstate.PodState, pod_dir: Path) -> Proc:
+    """Make the sandbox, recording each piece in st (saved to state.json) before it is made."""
+    pod_dir.mkdir(parents=True, exist_ok=True)
+    host_network = bool(pod["spec"].get("hostNetwork"))
+    netns_path: str | None = None
+    if host_network:
+        st.pod_ip = ctx.node_ip
+    else:
+        conflist = ctx.conflist()
+        if conflist is None:
+            raise SandboxError(
+                "network plugin not ready: cni config uninitialized "
+                f"(no *.conflist in {ctx.cluster.node_dir(ctx.node_name) / 'cni' / 'net.d'})"
+            )
+        st.netns = ctx.cluster.pod_netns(st.uid)
+        podstate.save(pod_dir / "state.json", st)
+        netns_path = await ctx.runtime.create_netns(st.netns)
+        result = await ctx.cni.add(conflist, st.uid, netns_path, cni_args(st))
+        try:
+            st.pod_ip = result["ips"][0]["address"].split("/")[0]
+        except (KeyError, IndexError, AttributeError) as e:
+            raise CniFailure(f"CNI result has no IP address: {result!r}") from e
+    resolv = render_resolv_conf(pod, ctx.cluster, ctx.host_resolv)
+    hosts = render_hosts(pod, ctx.cluster, [st.pod_ip])
+    resolv_path, hosts_path = write_pod_files(pod_dir, resolv, hosts)
+    md = pod["metadata"]
+    pause = await ctx.runtime.start_pause(
+        netns_path,
+        None if host_network else pod_hostname(pod),
+        [(str(resolv_path), "/etc/resolv.conf"), (str(hosts_path), "/etc/hosts")],
+        pod_dir / "pause.log",
+        f"pause {md['namespace']}/{md['name']}",
+    )
+    st.pause_pid, st.pause_start = pause.pid, pause.start
+    podstate.save(pod_dir / "state.json", st)
+    return pause
+
+
+async def teardown(ctx: NodeContext, st: podstate.PodState, pod_dir: Path, remove_dir: bool = True) -> None:
+    """Undo create() from whatever st says was made; each step tolerates a missing object."""
+    if st.pause_pid:
+        pause = Proc(st.pause_pid, st.pause_start)
+        ctx.runtime.signal(pause, signal.SIGKILL)
+        await ctx.runtime.wait(pause)
+        ctx.runtime.forget(pause)
+        st.pause_pid = st.pause_start = 0
+    if st.netns:
+        conflist = ctx.conflist()
+        if conflist is not None:
+            try:
+                await ctx.cni.delete(conflist, st.uid, f"/run/netns/{st.netns}", cni_args(st))
+            except CniFailure as e:
+                log.warning("CNI DEL for pod %s/%s failed (continuing): %s", st.namespace, st.name, e)
+        await ctx.runtime.delete_netns(st.netns)
+        st.netns = ""
+    st.pod_ip = ""
+    if remove_dir:
+        shutil.rmtree(pod_dir, ignore_errors=True)
+    elif pod_dir.is_dir():
+        podstate.save(pod_dir / "state.json", st)
