@@ -19,9 +19,10 @@ def spawn_detached(
 ) -> int:
     """Start argv in its own session (it outlives the CLI), output appended to log_path."""
     if netns:
-        # `ip netns exec` enters the namespace and execs argv in place, so the pid we record is
-        # the component's own pid.
-        argv = ["ip", "netns", "exec", netns, *argv]
+        # nsenter joins only the network namespace and execs argv in place (the pid we record is
+        # the component's own). `ip netns exec` would also give it a private mount namespace, and
+        # the pod namespaces the kubelet mounts there would then be invisible to the host.
+        argv = ["nsenter", f"--net=/var/run/netns/{netns}", "--", *argv]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
