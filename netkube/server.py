@@ -33,7 +33,7 @@ def _loopback_socket(port: int) -> socket.socket:
 
 async def serve(cluster: ClusterConfig, sockets: list[socket.socket]) -> None:
     from netkube.api.app import make_app
-    from netkube.api.store import SqliteStore
+    from netkube.api.sqlite_store import SqliteStore
     from netkube.controllers import run_controllers
     from netkube.scheduler import run_scheduler
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -67,10 +68,21 @@ current-context: {name}
     return cluster.kubeconfig_path
 
 
-async def _wait_api(client: ApiClient, timeout: float) -> None:
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+async def _wait_api(client: ApiClient, timeout: float, server_pid: int | None = None,
+                    log_path: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if server_pid is not None and not _pid_alive(server_pid):
+            tail = _log_tail(log_path) if log_path else ""
+            raise ConfigError(f"netkube server exited during start-up; the end of its log:\n{tail}")
         try:
             await client.request("GET", "/version")
             return
@@ -78,6 +90,16 @@ async def _wait_api(client: ApiClient, timeout: float) -> None:
             last = e
             await asyncio.sleep(0.05)
     raise TimeoutError(f"the apiserver did not answer within {timeout:.0f}s ({last})")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it was our child and died
+    except ChildProcessError:
+        waited = 0
+    if waited == pid:
+        return False
+    return Path(f"/proc/{pid}").exists()
 
 
 def _ready(node: dict) -> bool:
@@ -168,7 +190,7 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
             prepare_assets(cluster.state_dir / "images")
         log_dir = cluster.log_dir
         with progress.step(f"control plane (apiserver on 127.0.0.1:{cluster.api_port} and {cluster.api_host}:{cluster.api_port})"):
-            spawn_detached(
+            server_pid = spawn_detached(
                 python_module_argv(
                     "netkube.server",
                     "--cluster-config", str(cluster.state_dir / "cluster.json"),
@@ -177,7 +199,7 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
                 log_dir / "server.log", records, "netkube server",
             )
             write_kubeconfig(cluster)
-            asyncio.run(_run_async_step(_wait_api_only, cluster, 20.0))
+            asyncio.run(_run_async_step(_wait_api_only, cluster, 20.0, server_pid, log_dir / "server.log"))
         with progress.step(f"node agents on {', '.join(cluster.node_names)}"):
             for node in cluster.node_names:
                 spawn_detached(
@@ -201,16 +223,16 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
     return 0
 
 
-async def _run_async_step(fn, cluster: ClusterConfig, timeout: float) -> None:  # type: ignore[no-untyped-def]
+async def _run_async_step(fn, cluster: ClusterConfig, timeout: float, *extra) -> None:  # type: ignore[no-untyped-def]
     client = ApiClient(cluster.api_url_host)
     try:
-        await fn(client, cluster, timeout)
+        await fn(client, cluster, timeout, *extra)
     finally:
         await client.close()
 
 
-async def _wait_api_only(client: ApiClient, cluster: ClusterConfig, timeout: float) -> None:
-    await _wait_api(client, timeout)
+async def _wait_api_only(client: ApiClient, cluster: ClusterConfig, timeout: float, pid: int, log: Path) -> None:
+    await _wait_api(client, timeout, pid, log)
     # Add-ons go in as soon as the API serves, so their pods schedule the moment nodes are Ready.
     await _create_addons(client, cluster)
 

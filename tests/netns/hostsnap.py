@@ -26,7 +26,7 @@ def snapshot() -> dict[str, str]:
     return {
         "routes": _run("ip", "route", "show", "table", "all"),
         "addresses": re.sub(r"valid_lft \S+ preferred_lft \S+", "", _run("ip", "-o", "addr")),
-        "links": "\n".join(sorted(re.sub(r"^\d+: ", "", l) for l in _run("ip", "-o", "link").splitlines())),
+        "links": "\n".join(sorted(re.sub(r"^\d+: ", "", x) for x in _run("ip", "-o", "link").splitlines())),
         "iptables": ipt,
         "nft": _run("nft", "list", "ruleset"),
         "sysctl": sysctl,

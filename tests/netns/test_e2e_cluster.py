@@ -118,7 +118,7 @@ def test_up_reports_steps_and_nodes_are_ready(cluster: Cluster) -> None:
     nodes = cluster.kubectl("get", "nodes").stdout
     lines = nodes.strip().splitlines()
     assert lines[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
-    rows = {l.split()[0]: l.split() for l in lines[1:]}
+    rows = {row.split()[0]: row.split() for row in lines[1:]}
     assert set(rows) == {"node1", "node2", "node3"}
     assert all(r[1] == "Ready" for r in rows.values())
     assert rows["node1"][2] == "control-plane"
@@ -219,7 +219,7 @@ def test_cross_node_request_is_vxlan_on_the_wire(cluster: Cluster, tmp_path: Pat
 def test_scale_moves_endpoints_and_iptables_within_2s(cluster: Cluster) -> None:
     def sep_chains(node: str) -> int:
         out = cluster.node_exec(node, "iptables-save", "-t", "nat").stdout
-        return sum(1 for l in out.splitlines() if l.startswith(":KUBE-SEP-") and "default/web" in _sep_owner(out, l))
+        return sum(1 for line in out.splitlines() if line.startswith(":KUBE-SEP-") and "default/web" in _sep_owner(out, line))
 
     def endpoints() -> int:
         ep = json.loads(cluster.kubectl("get", "endpoints", "web", "-o", "json").stdout)
