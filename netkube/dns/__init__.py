@@ -1,0 +1,1 @@
+"""Cluster DNS: a CoreDNS-like resolver for netkube (see docs/dns.md)."""

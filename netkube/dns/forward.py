@@ -1,9 +1,15 @@
-"""Minimal UDP forwarder for names outside the cluster zone (no cache yet)."""
+"""Forwarding to upstream servers: UDP with a TCP retry on truncation, failover, and the cache."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import struct
+
+from netkube.dns.cache import ResponseCache
+from netkube.dns.config import Cache
+from netkube.dns.wire import Query
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +44,75 @@ class _OneShot(asyncio.DatagramProtocol):
 
 
 class Forwarder:
-    def __init__(self, upstreams: list[tuple[str, int]], timeout: float = 2.0) -> None:
-        self.upstreams = upstreams
-        self.timeout = timeout
+    """Sends a query to its upstreams (random order, like CoreDNS's default policy) until one answers."""
 
-    async def forward(self, query: bytes) -> bytes | None:
-        """The first upstream answer, trying each server in turn; None when all failed."""
-        loop = asyncio.get_running_loop()
-        for host, port in self.upstreams:
-            transport = None
+    def __init__(self, upstreams: list[tuple[str, int]], timeout: float = 2.0, force_tcp: bool = False,
+                 shuffle: bool = True) -> None:
+        self.upstreams = list(upstreams)
+        self.timeout = timeout
+        self.force_tcp = force_tcp
+        self.shuffle = shuffle
+        self.requests: dict[str, int] = {}  # "host:port" -> count (coredns_forward_requests_total)
+        self.responses: dict[tuple[str, str], int] = {}  # (rcode, to)
+
+    async def forward(self, query: bytes, tcp: bool = False) -> bytes | None:
+        """The first upstream answer; None when every server failed."""
+        order = list(self.upstreams)
+        if self.shuffle and len(order) > 1:
+            random.shuffle(order)
+        for host, port in order:
+            to = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.requests[to] = self.requests.get(to, 0) + 1
             try:
-                transport, proto = await loop.create_datagram_endpoint(
-                    lambda: _OneShot(query[:2]), remote_addr=(host, port))
-                transport.sendto(query)
-                return await asyncio.wait_for(proto.answer, self.timeout)
-            except (TimeoutError, OSError) as e:
-                log.warning("upstream %s:%d failed: %s", host, port, e or "timeout")
-            finally:
-                if transport is not None:
-                    transport.close()
+                if tcp or self.force_tcp:
+                    answer = await self._tcp(query, host, port)
+                else:
+                    answer = await self._udp(query, host, port)
+                    if len(answer) > 2 and answer[2] & 0x02:  # TC: the full answer needs TCP
+                        answer = await self._tcp(query, host, port)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
+                log.warning("upstream %s failed: %s", to, e or "timeout")
+                continue
+            rcode = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}.get(answer[3] & 0xF, "OTHER")
+            self.responses[(rcode, to)] = self.responses.get((rcode, to), 0) + 1
+            return answer
         return None
+
+    async def _udp(self, query: bytes, host: str, port: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.create_datagram_endpoint(lambda: _OneShot(query[:2]), remote_addr=(host, port))
+        try:
+            transport.sendto(query)
+            return await asyncio.wait_for(proto.answer, self.timeout)
+        finally:
+            transport.close()
+
+    async def _tcp(self, query: bytes, host: str, port: int) -> bytes:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.timeout)
+        try:
+            writer.write(struct.pack("!H", len(query)) + query)
+            (n,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), self.timeout))
+            return await asyncio.wait_for(reader.readexactly(n), self.timeout)
+        finally:
+            writer.close()
+
+
+class ForwardGroup:
+    """One server block's forward + cache plugins."""
+
+    def __init__(self, forwarder: Forwarder, cache: ResponseCache | None) -> None:
+        self.forwarder = forwarder
+        self.cache = cache
+
+    @classmethod
+    def build(cls, upstreams: list[tuple[str, int]], cache: Cache | None, force_tcp: bool = False) -> ForwardGroup:
+        return cls(Forwarder(upstreams, force_tcp=force_tcp), ResponseCache(cache) if cache else None)
+
+    def cached(self, q: Query, data: bytes) -> bytes | None:
+        return self.cache.get(q, data) if self.cache is not None else None
+
+    async def resolve(self, q: Query, data: bytes, tcp: bool) -> bytes | None:
+        answer = await self.forwarder.forward(data, tcp)
+        if answer is not None and self.cache is not None:
+            self.cache.put(q, answer)
+        return answer

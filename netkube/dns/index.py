@@ -21,6 +21,9 @@ class Index:
         self.slices: dict[tuple[str, str], Slice] = {}
         self._slices_by_svc: dict[tuple[str, str], set[str]] = {}
         self._ns_count: dict[str, int] = {}
+        self.namespaces: set[str] = set()
+        self.pods: dict[str, set[str]] = {}  # pod IP -> namespaces of pods with that IP (pods verified)
+        self._pod_ips: dict[tuple[str, str], tuple[str, ...]] = {}
         self._ptr: dict[str, list[tuple[str, ...]]] | None = None
         self.synced = False
         self.generation = 0
@@ -55,6 +58,38 @@ class Index:
                 self._ns_count.pop(namespace, None)
             self._changed()
 
+    def set_namespace(self, name: str) -> None:
+        if name not in self.namespaces:
+            self.namespaces.add(name)
+            self._changed()
+
+    def delete_namespace(self, name: str) -> None:
+        if name in self.namespaces:
+            self.namespaces.discard(name)
+            self._changed()
+
+    def set_pod(self, namespace: str, name: str, ips: tuple[str, ...]) -> None:
+        key = (namespace, name)
+        if self._pod_ips.get(key, ()) == ips:
+            return
+        self.delete_pod(namespace, name, notify=False)
+        if ips:
+            self._pod_ips[key] = ips
+            for ip in ips:
+                self.pods.setdefault(ip, set()).add(namespace)
+        self._changed()
+
+    def delete_pod(self, namespace: str, name: str, notify: bool = True) -> None:
+        old = self._pod_ips.pop((namespace, name), ())
+        for ip in old:
+            others = {ns for (ns, n), ips in self._pod_ips.items() if ip in ips}
+            if others:
+                self.pods[ip] = others
+            else:
+                self.pods.pop(ip, None)
+        if old and notify:
+            self._changed()
+
     def set_slice(self, sl: Slice) -> None:
         key = (sl.namespace, sl.name)
         old = self.slices.get(key)
@@ -79,7 +114,11 @@ class Index:
         return self.services.get((namespace, name))
 
     def has_namespace(self, namespace: str) -> bool:
-        return namespace in self._ns_count
+        """The Namespace object exists (CoreDNS >= 1.9 watches Namespaces to decide NXDOMAIN)."""
+        return namespace in self.namespaces
+
+    def pod_in(self, ip: str, namespace: str) -> bool:
+        return namespace in self.pods.get(ip, ())
 
     def endpoints(self, namespace: str, name: str) -> list[tuple[Endpoint, tuple[Port, ...]]]:
         """Ready endpoints of a service, one per address, with the ports of their slice."""
@@ -94,15 +133,42 @@ class Index:
         return out
 
     def ptr(self, ip: str) -> list[tuple[str, ...]]:
-        """Owner labels (relative to the zone) whose records point at this IP."""
+        """Owner labels (relative to the zone) a PTR for this IP points at, as CoreDNS picks them.
+
+        A ClusterIP wins (the first service that has it); otherwise every ready endpoint of any
+        service with that address, named by hostname or dashed address.
+        """
         if self._ptr is None:
             table: dict[str, list[tuple[str, ...]]] = {}
-            for svc in self.services.values():
+            for svc in sorted(self.services.values(), key=lambda s: (s.namespace, s.name)):
                 for cip in svc.cluster_ips:
-                    table.setdefault(cip, []).append((svc.name, svc.namespace, "svc"))
-                if svc.headless:
-                    for ep, _ in self.endpoints(svc.namespace, svc.name):
-                        label = ep.hostname or dashed(ep.ip)
-                        table.setdefault(ep.ip, []).append((label, svc.name, svc.namespace, "svc"))
+                    table.setdefault(cip, [(svc.name, svc.namespace, "svc")])
+            eps: dict[str, list[tuple[str, ...]]] = {}
+            for (ns, name) in sorted(self._slices_by_svc):
+                for ep, _ in self.endpoints(ns, name):
+                    owner = (ep.hostname or dashed(ep.ip), name, ns, "svc")
+                    if owner not in eps.setdefault(ep.ip, []):
+                        eps[ep.ip].append(owner)
+            for addr, owners in eps.items():
+                table.setdefault(addr, owners)
             self._ptr = table
         return self._ptr.get(ip, [])
+
+    def service_ips_with_endpoint(self, ips: set[str]) -> list[tuple[str, str]]:
+        """(owner name labels joined, address) of services whose endpoints include one of `ips`.
+
+        CoreDNS's nsAddrs: the DNS server finds the Services it backs (kube-dns) for NS answers.
+        """
+        out: list[tuple[str, str]] = []
+        for (ns, name) in sorted(self._slices_by_svc):
+            svc = self.services.get((ns, name))
+            if svc is None:
+                continue
+            for ep, _ in self.endpoints(ns, name):
+                if ep.ip not in ips:
+                    continue
+                if svc.headless:
+                    out.append((f"{ep.hostname or dashed(ep.ip)}.{name}.{ns}.svc", ep.ip))
+                else:
+                    out += [(f"{name}.{ns}.svc", cip) for cip in svc.cluster_ips]
+        return list(dict.fromkeys(out))

@@ -1,22 +1,43 @@
-"""Pure record lookup for names inside the cluster zone, like CoreDNS's kubernetes plugin."""
+"""Pure record lookup for names inside the cluster zone, following CoreDNS's kubernetes plugin."""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
-from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RD, SOA, SRV, TXT, A
-
+from netkube.dns.config import Kubernetes
 from netkube.dns.index import Index, dashed
 from netkube.dns.model import Port, Service
 
 DNS_SCHEMA_VERSION = "1.1.0"  # the Kubernetes DNS spec version CoreDNS reports at dns-version.<zone>
-
-Record = tuple[int, RD]  # (QTYPE, rdata); the owner name is the queried name
-Extra = tuple[str, int, RD]  # additional-section record: (owner fqdn, QTYPE, rdata)
+DNS_VERSION_TTL = 28800  # CoreDNS hard-codes this TTL for dns-version.<zone>
 
 
-def addr_record(ip: str) -> Record:
-    return (QTYPE.AAAA, AAAA(ip)) if ":" in ip else (QTYPE.A, A(ip))
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One backend record, like CoreDNS's msg.Service: an address or a CNAME target, a port, a name."""
+
+    host: str
+    port: int  # -1: no port (a slice without ports still yields A records)
+    owner: str  # fqdn an SRV record points at
+    cname: bool = False
+
+
+def is_wild(label: str) -> bool:
+    return label in ("*", "any")
+
+
+def _match(a: str, b: str) -> bool:
+    return is_wild(a) or is_wild(b) or a.lower() == b.lower()
+
+
+def pod_ip(label: str) -> str | None:
+    """The address a pod label stands for: a-b-c-d (IPv4) or dashes for colons (IPv6), as CoreDNS."""
+    ip = label.replace("-", ".") if label.count("-") == 3 and "--" not in label else label.replace("-", ":")
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return None
 
 
 def srv_weight(count: int) -> int:
@@ -24,130 +45,90 @@ def srv_weight(count: int) -> int:
     return 100 // count if count else 100
 
 
-def undash_ipv4(label: str) -> str | None:
-    parts = label.split("-")
-    if len(parts) != 4:
-        return None
-    try:
-        return str(ipaddress.IPv4Address(".".join(parts)))
-    except ValueError:
-        return None
-
-
 class ZoneRecords:
-    """Answers "which records does this in-zone name own?" from the index; never touches the network."""
+    """Answers "what does this in-zone name hold?" from the index; never touches the network."""
 
-    def __init__(self, index: Index, zone: str, ttl: int = 5) -> None:
+    def __init__(self, index: Index, kube: Kubernetes, local_ips: tuple[str, ...] = ()) -> None:
         self.index = index
-        self.zone = zone
-        self.ttl = ttl
+        self.kube = kube
+        self.zone = kube.cluster_zone
+        self.local_ips = local_ips
 
     def fqdn(self, *labels: str) -> str:
         return ".".join((*labels, self.zone)) + "."
 
-    def soa(self) -> SOA:
-        return SOA(self.fqdn("ns", "dns"), f"hostmaster.{self.zone}.",
-                   (self.index.serial, 7200, 1800, 86400, self.ttl))
+    def find(self, labels: tuple[str, ...], zone: str) -> list[Target] | None:
+        """Targets owned by `labels` (relative to `zone`, lower case); None means NXDOMAIN.
 
-    def lookup(self, labels: tuple[str, ...]) -> tuple[list[Record], list[Extra]] | None:
-        """Records owned by `labels` (relative to the zone, lower case); None if the name doesn't exist.
-
-        An empty list means the name exists without records (an empty non-terminal, e.g. `svc.<zone>`).
+        Mirrors parseRequest/Records/findPods/findServices: `svc` and `pod` alone are empty
+        non-terminals; a namespace must exist as a Namespace object; more than 5 labels, or a
+        fourth kind other than svc/pod, is an invalid request (NXDOMAIN).
         """
         n = len(labels)
         if n == 0:
-            return [(QTYPE.SOA, self.soa()), (QTYPE.NS, NS(self.fqdn("ns", "dns")))], []
-        if labels == ("dns-version",):
-            return [(QTYPE.TXT, TXT(DNS_SCHEMA_VERSION))], []
-        if n == 1:
-            return ([], []) if labels[0] in ("svc", "pod") else None
+            return []
         kind = labels[-1]
-        if kind == "pod":
-            # "pods insecure": a-b-c-d.<ns>.pod.<zone> answers a.b.c.d without checking the pod.
-            ip = undash_ipv4(labels[0]) if n == 3 else None
-            if n == 2:
-                return [], []
-            return ([(QTYPE.A, A(ip))], []) if ip else None
-        if kind != "svc":
+        if kind not in ("svc", "pod") or n > 5:
+            return None
+        if n == 1:
+            return []
+        ns = labels[-2]
+        if not self.index.has_namespace(ns):
             return None
         if n == 2:
-            return ([], []) if self.index.has_namespace(labels[0]) else None
-        svc = self.index.service(labels[-2], labels[-3])
+            return []
+        if kind == "pod":
+            return self._pod(labels[-3], ns, zone)
+        port, proto, endpoint = "*", "*", ""
+        if n == 4:
+            endpoint = labels[0]
+        elif n == 5:
+            port, proto = labels[0].removeprefix("_"), labels[1].removeprefix("_")
+        svc = self.index.service(ns, labels[-3])
         if svc is None:
             return None
-        if n == 3:
-            return self._service(svc)
-        if n == 4:
-            return self._endpoint(svc, labels[0])
-        if n == 5 and labels[0].startswith("_") and labels[1].startswith("_"):
-            return self._srv(svc, labels[0][1:], labels[1][1:].upper())
-        return None
+        found = self._service(svc, port, proto, endpoint, zone)
+        return found or None
 
-    def _service(self, svc: Service) -> tuple[list[Record], list[Extra]]:
+    def _pod(self, label: str, ns: str, zone: str) -> list[Target] | None:
+        mode = self.kube.pods
+        ip = pod_ip(label)
+        if mode == "disabled" or ip is None:
+            return None
+        if mode == "verified" and not self.index.pod_in(ip, ns):
+            return None
+        return [Target(ip, -1, f"{label}.{ns}.pod.{zone}.")]
+
+    def _service(self, svc: Service, port: str, proto: str, endpoint: str, zone: str) -> list[Target]:
+        base = f"{svc.name}.{svc.namespace}.svc.{zone}."
         if svc.external_name is not None:
-            return [(QTYPE.CNAME, CNAME(svc.external_name.rstrip(".") + "."))], []
-        records: list[Record] = []
-        extra: list[Extra] = []
-        if svc.headless:
-            eps = self.index.endpoints(svc.namespace, svc.name)
-            records += [addr_record(ep.ip) for ep, _ in eps]
-            srvs = [(p, ep.ip, ep.hostname or dashed(ep.ip)) for ep, ports in eps for p in ports]
-            w = srv_weight(len(srvs))
-            for p, ip, label in srvs:
-                target = self.fqdn(label, svc.name, svc.namespace, "svc")
-                records.append((QTYPE.SRV, SRV(0, w, p.port, target)))
-                extra.append((target, *addr_record(ip)))
-        else:
-            records += [addr_record(ip) for ip in svc.cluster_ips]
-            w = srv_weight(len(svc.ports))
-            target = self.fqdn(svc.name, svc.namespace, "svc")
-            records += [(QTYPE.SRV, SRV(0, w, p.port, target)) for p in svc.ports]
-            if svc.ports:
-                extra += [(target, *addr_record(ip)) for ip in svc.cluster_ips]
-        return records, extra
+            return [Target(svc.external_name.rstrip(".") + ".", -1, base, cname=True)]
+        out: list[Target] = []
+        if svc.headless or endpoint:
+            for ep, ports in self.index.endpoints(svc.namespace, svc.name):
+                label = ep.hostname or dashed(ep.ip)
+                if endpoint and not _match(endpoint, label):
+                    continue
+                for p in ports or (Port("", -1, ""),):
+                    if p.port == -1 and (port, proto) != ("*", "*"):
+                        continue
+                    if p.port == -1 or (_match(port, p.name) and _match(proto, p.protocol)):
+                        out.append(Target(ep.ip, p.port, f"{label}.{base}"))
+            return out
+        for p in svc.ports:
+            if _match(port, p.name) and _match(proto, p.protocol):
+                out += [Target(ip, p.port, base) for ip in svc.cluster_ips]
+        return out
 
-    def _endpoint(self, svc: Service, label: str) -> tuple[list[Record], list[Extra]] | None:
-        if label.startswith("_"):
-            # `_tcp.<svc>...` is an empty non-terminal when some port speaks that protocol.
-            proto = label[1:].upper()
-            return ([], []) if any(p.protocol == proto and p.name for p in self._ports(svc)) else None
-        if not svc.headless:
-            return None
-        found = [addr_record(ep.ip) for ep, _ in self.index.endpoints(svc.namespace, svc.name)
-                 if (ep.hostname or dashed(ep.ip)) == label]
-        return (found, []) if found else None
+    def reverse(self, ip: str) -> list[str]:
+        return [self.fqdn(*labels) for labels in self.index.ptr(ip)]
 
-    def _ports(self, svc: Service) -> list[Port]:
-        if svc.headless:
-            return [p for _, ports in self.index.endpoints(svc.namespace, svc.name) for p in ports]
-        return list(svc.ports)
-
-    def _srv(self, svc: Service, name: str, proto: str) -> tuple[list[Record], list[Extra]] | None:
-        if svc.headless:
-            hits = [(p, ep.ip, ep.hostname or dashed(ep.ip))
-                    for ep, ports in self.index.endpoints(svc.namespace, svc.name)
-                    for p in ports if p.name and p.name.lower() == name and p.protocol == proto]
-            if not hits:
-                return None
-            w = srv_weight(len(hits))
-            records: list[Record] = []
-            extra: list[Extra] = []
-            for p, ip, label in hits:
-                target = self.fqdn(label, svc.name, svc.namespace, "svc")
-                records.append((QTYPE.SRV, SRV(0, w, p.port, target)))
-                extra.append((target, *addr_record(ip)))
-            return records, extra
-        ports = [p for p in svc.ports if p.name and p.name.lower() == name and p.protocol == proto]
-        if not ports:
-            return None
-        target = (svc.external_name.rstrip(".") + "." if svc.external_name
-                  else self.fqdn(svc.name, svc.namespace, "svc"))
-        w = srv_weight(len(ports))
-        extra = [(target, *addr_record(ip)) for ip in svc.cluster_ips]
-        return [(QTYPE.SRV, SRV(0, w, p.port, target)) for p in ports], extra
-
-    def reverse(self, ip: str) -> list[Record]:
-        return [(QTYPE.PTR, PTR(self.fqdn(*labels))) for labels in self.index.ptr(ip)]
+    def ns_addrs(self) -> list[tuple[str, str]]:
+        """(fqdn, address) for NS answers: the services this server backs, else ns.dns.<zone>."""
+        found = self.index.service_ips_with_endpoint(set(self.local_ips))
+        if found:
+            return [(f"{name}.{self.zone}.", ip) for name, ip in found]
+        return [(f"ns.dns.{self.zone}.", ip) for ip in self.local_ips]
 
 
 def reverse_ip(qname: str) -> str | None:
@@ -162,4 +143,3 @@ def reverse_ip(qname: str) -> str | None:
     except ValueError:
         return None
     return None
-

@@ -35,6 +35,8 @@ def eslice(name: str, svc: str, endpoints: list[dict], ports=(), ns: str = "defa
 
 def build_index() -> Index:
     ix = Index()
+    for ns in ("default", "prod", "empty"):
+        ix.set_namespace(ns)
     http = {"name": "http", "port": 80, "protocol": "TCP"}
     ix.set_service(trim_service(service("web", cluster_ip=WEB_IP, ports=[http, {"port": 8443, "protocol": "TCP"}])))
     ix.set_service(trim_service(service("db", ns="prod", cluster_ip=DB_IP,
@@ -105,7 +107,11 @@ def test_nodata_for_missing_type(handler: Handler) -> None:
 
 @pytest.mark.parametrize("name,rcode", [
     ("svc.cluster.local", "NOERROR"), ("default.svc.cluster.local", "NOERROR"),
-    ("missing-ns.svc.cluster.local", "NXDOMAIN"), ("_tcp.web.default.svc.cluster.local", "NOERROR"),
+    ("missing-ns.svc.cluster.local", "NXDOMAIN"), ("empty.svc.cluster.local", "NOERROR"),
+    # CoreDNS reads `_tcp.web...` as an endpoint named "_tcp" of web: there is none.
+    ("_tcp.web.default.svc.cluster.local", "NXDOMAIN"), ("pod.cluster.local", "NOERROR"),
+    ("empty.pod.cluster.local", "NOERROR"), ("missing-ns.pod.cluster.local", "NXDOMAIN"),
+    ("foo.cluster.local", "NXDOMAIN"), ("a.b.c.web.default.svc.cluster.local", "NXDOMAIN"),
     ("web.default.svc.cluster.local.default.svc.cluster.local", "NXDOMAIN"),  # search-path expansion
 ])
 def test_empty_non_terminals(handler: Handler, name: str, rcode: str) -> None:
@@ -164,9 +170,25 @@ def test_externalname_cname(handler: Handler) -> None:
 
 
 def test_dns_version_and_soa(handler: Handler) -> None:
-    assert lines(dig(handler, "dns-version.cluster.local", "TXT").rr) == ['dns-version.cluster.local. 5 IN TXT "1.1.0"']
+    # CoreDNS hard-codes 28800 s for this record.
+    assert lines(dig(handler, "dns-version.cluster.local", "TXT").rr) == [
+        'dns-version.cluster.local. 28800 IN TXT "1.1.0"']
     assert lines(dig(handler, "cluster.local", "SOA").rr) == [SOA.format(serial=handler.index.serial)]
-    assert lines(dig(handler, "cluster.local", "NS").rr) == ["cluster.local. 5 IN NS ns.dns.cluster.local."]
+    # NS: CoreDNS names the Service whose endpoints hold its own address (kube-dns), glue in additional.
+    ix = handler.index
+    ix.set_namespace("kube-system")
+    ix.set_service(trim_service(service("kube-dns", "kube-system", "10.96.0.10", [{"port": 53, "protocol": "UDP"}])))
+    ix.set_slice(trim_slice(eslice("kube-dns-1", "kube-dns", [{"addresses": ["10.244.0.3"]}],
+                                   [{"port": 53, "protocol": "UDP"}], ns="kube-system")))
+    h = Handler(ix, local_ips=("10.244.0.3",))
+    r = dig(h, "cluster.local", "NS")
+    assert lines(r.rr) == ["cluster.local. 5 IN NS kube-dns.kube-system.svc.cluster.local."]
+    assert lines(r.ar) == ["kube-dns.kube-system.svc.cluster.local. 5 IN A 10.96.0.10"]
+    assert lines(dig(h, "ns.dns.cluster.local").rr) == ["ns.dns.cluster.local. 5 IN A 10.96.0.10"]
+    # Not an endpoint of any service: ns.dns.<zone> with the pod's own address.
+    h = Handler(ix, local_ips=("10.244.9.9",))
+    assert lines(dig(h, "cluster.local", "NS").rr) == ["cluster.local. 5 IN NS ns.dns.cluster.local."]
+    assert lines(dig(h, "ns.dns.cluster.local").rr) == ["ns.dns.cluster.local. 5 IN A 10.244.9.9"]
 
 
 def test_pod_records_insecure(handler: Handler) -> None:
@@ -214,13 +236,15 @@ def test_malformed_no_crash(handler: Handler, packet: bytes) -> None:
 
 def test_udp_truncates_large_answers() -> None:
     ix = Index()
+    ix.set_namespace("default")
     ix.set_service(trim_service(service("big", cluster_ip="None")))
     eps = [{"addresses": [f"10.244.{i // 250}.{i % 250 + 1}"], "conditions": {"ready": True}} for i in range(100)]
     ix.set_slice(trim_slice(eslice("big-1", "big", eps)))
     ix.mark_synced()
     h = Handler(ix)
     r = dig(h, "big.default.svc.cluster.local")
-    assert r.header.tc == 1 and not r.rr
+    # As miekg's Truncate: as many answers as fit in 512 bytes, and TC set.
+    assert r.header.tc == 1 and 0 < len(r.rr) < 100 and len(r.pack()) <= 512
     assert len(dig(h, "big.default.svc.cluster.local", udp=False).rr) == 100
 
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from dnslib import RCODE, DNSRecord
 
-from netkube.client import ENDPOINTSLICES, SERVICES
+from netkube.client import ENDPOINTSLICES, NAMESPACES, SERVICES
 from netkube.dns.forward import Forwarder, parse_upstreams
 from netkube.dns.handler import Handler
 from netkube.dns.health import HealthServer
@@ -61,6 +61,7 @@ async def wait_for(cond, timeout: float = 3.0) -> None:
 
 async def test_watch_serve_udp_tcp_and_health() -> None:
     api = FakeApiClient()
+    await api.create(NAMESPACES, {"metadata": {"name": "default"}})
     await api.create(SERVICES, {"metadata": {"name": "web", "namespace": "default"},
                                 "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]}})
     index = Index()
@@ -118,6 +119,7 @@ async def test_watch_serve_udp_tcp_and_health() -> None:
 async def test_forwarding_to_upstream() -> None:
     # The "upstream" is a second instance of our own server answering its zone example.test.
     up_index = Index()
+    up_index.set_namespace("default")
     from netkube.dns.model import Port, Service
     up_index.set_service(Service("www", "default", ("192.0.2.10",), False, None, (Port("", 80, "TCP"),)))
     up_index.mark_synced()
