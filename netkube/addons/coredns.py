@@ -9,8 +9,36 @@ from netkube.config import ClusterConfig
 DNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
 
 
+# kubeadm's Corefile, less `forward . /etc/resolv.conf`: the lab has no way out, so names outside
+# the cluster are refused at once instead of timing out. The kubernetes plugin's default TTL (5 s)
+# is kept. Add a forward line with `kubectl -n kube-system edit cm coredns` (reloads on change).
+COREFILE = """.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes %(domain)s in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+    }
+    prometheus :9153
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+
 def manifests(cluster: ClusterConfig, replicas: int = 2) -> list[dict[str, Any]]:
     labels = {"k8s-app": "kube-dns"}
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "coredns", "namespace": "kube-system"},
+        "data": {"Corefile": COREFILE % {"domain": cluster.cluster_domain}},
+    }
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -63,4 +91,4 @@ def manifests(cluster: ClusterConfig, replicas: int = 2) -> list[dict[str, Any]]
             ],
         },
     }
-    return [service, deployment]
+    return [configmap, service, deployment]

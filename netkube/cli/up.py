@@ -122,10 +122,11 @@ async def _wait_nodes_ready(client: ApiClient, names: list[str], timeout: float)
 
 async def _create_addons(client: ApiClient, cluster: ClusterConfig) -> None:
     from netkube.addons import coredns
-    from netkube.client import DEPLOYMENTS, SERVICES
+    from netkube.client import CONFIGMAPS, DEPLOYMENTS, SERVICES
 
+    kinds = {"Service": SERVICES, "Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS}
     for obj in coredns.manifests(cluster):
-        res = SERVICES if obj["kind"] == "Service" else DEPLOYMENTS
+        res = kinds[obj["kind"]]
         for _ in range(50):
             try:
                 await client.create(res, obj)
