@@ -1,0 +1,1 @@
+"""kube-proxy's old userspace mode: a proxy socket per service port, iptables REDIRECT/DNAT to it."""

@@ -1,0 +1,103 @@
+"""The userspace backend: opens/closes proxy sockets per service port and programs the portal rules."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+
+from proxy_modes.kernel.iptables import Iptables, IptablesError
+from proxy_modes.model import ProxyState, ServicePort, ServicePortName, usable
+from proxy_modes.userspace import rules as R
+from proxy_modes.userspace.loadbalancer import RoundRobin
+from proxy_modes.userspace.proxysocket import TcpProxy, UdpProxy
+
+log = logging.getLogger(__name__)
+
+
+class UserspaceProxier:
+    """Implements proxy_modes.backend.Backend; the proxy sockets are served by a private event loop."""
+
+    def __init__(self, ipt: Iptables, node_ip: str, listen_ip: str = "0.0.0.0", udp_idle: float = 0.25) -> None:
+        self.ipt, self.node_ip, self.listen_ip, self.udp_idle = ipt, node_ip, listen_ip, udp_idle
+        self.lb = RoundRobin()
+        self.proxies: dict[ServicePortName, tuple[ServicePort, TcpProxy | UdpProxy, int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.last_restore = ""
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, name="userspace-proxy", daemon=True).start()
+        return self._loop
+
+    def _open(self, sp: ServicePort) -> tuple[TcpProxy | UdpProxy, int]:
+        udp = sp.name.protocol == "UDP"
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.listen_ip, 0))  # a random port, as upstream
+        if not udp:
+            sock.listen(128)
+        sock.setblocking(False)
+        key = str(sp.name) + "/" + sp.name.proto
+        proxy: TcpProxy | UdpProxy = UdpProxy(key, self.lb, sock, self.udp_idle) if udp else TcpProxy(key, self.lb, sock)
+        asyncio.run_coroutine_threadsafe(proxy.start(), self._ensure_loop()).result(timeout=10)
+        return proxy, sock.getsockname()[1]
+
+    def sync(self, state: ProxyState, full: bool) -> None:
+        for spn in list(self.proxies):
+            old_sp, proxy, _ = self.proxies[spn]
+            new_sp = state.services.get(spn)
+            if new_sp is None or new_sp.name.protocol != old_sp.name.protocol:
+                self._ensure_loop().call_soon_threadsafe(proxy.close)
+                self.lb.remove(proxy.key)
+                del self.proxies[spn]
+        for spn, sp in state.services.items():
+            if spn in self.proxies:
+                _, proxy, port = self.proxies[spn]
+            else:
+                proxy, port = self._open(sp)
+            self.proxies[spn] = (sp, proxy, port)
+            eps = [str(e) for e in usable(state.endpoints.get(spn, []))]
+            self.lb.update(proxy.key, eps, sp.affinity_timeout)
+        self.ensure_base()
+        text = R.render({sp: port for sp, _, port in self.proxies.values()}, self.node_ip)
+        self.ipt.restore(text, noflush=True)
+        self.last_restore = text
+
+    def ensure_base(self) -> None:
+        for c in R.CHAINS:
+            self.ipt.ensure_chain("nat", c)
+        for j in R.JUMPS:
+            self.ipt.ensure_rule(j.position, "nat", j.source, j.args())  # type: ignore[arg-type]
+
+    def cleanup(self) -> None:
+        cleanup(self.ipt)
+        for _, proxy, _ in self.proxies.values():
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(proxy.close)
+        self.proxies.clear()
+
+    def tables_intact(self) -> bool:
+        return all(self.ipt.chain_exists("nat", c) for c in R.CHAINS)
+
+
+def cleanup(ipt: Iptables) -> bool:
+    """Data-driven: remove exactly our jumps and our four chains."""
+    ok = True
+    for j in R.JUMPS:
+        if not ipt.chain_exists("nat", j.chain):
+            continue  # no chain, so no jump to it either
+        try:
+            ipt.delete_rule("nat", j.source, j.args())
+        except IptablesError as e:
+            ok = False
+            log.warning("removing userspace jump %s -> %s: %s", j.source, j.chain, e)
+    for c in R.CHAINS:
+        try:
+            ipt.delete_chain("nat", c)
+        except IptablesError as e:
+            ok = False
+            log.warning("removing chain %s: %s", c, e)
+    return ok
