@@ -27,8 +27,6 @@ class FakeNetlink:
     def add_physical(self, name: str, mtu: int = 1500) -> None:
         idx = next(self._next)
         self.links[name] = LinkState(idx, f"02:00:00:00:00:{idx:02x}", mtu, True)
-        for table in (self._addrs, self._routes, self._neighs, self._fdbs):
-            table[name] = type(next(iter(table.values()), set()))() if table else set()  # type: ignore[assignment]
         self._addrs[name], self._routes[name], self._neighs[name], self._fdbs[name] = set(), set(), {}, {}
 
     def _need(self, name: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 NUD_PERMANENT = 0x80
 RTNH_F_ONLINK = 4
+NTF_SELF = 2  # the vxlan device's own FDB, not a bridge master's
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ class PyRoute2Netlink:
         return out
 
     def add_route(self, route: Route, dev: str) -> None:
-        self.ipr.route("add", dst=route.dst, gateway=route.gw, oif=self._index(dev), flags=RTNH_F_ONLINK)
+        self.ipr.route("add", dst=route.dst, gateway=route.gw, oif=self._index(dev), flags=RTNH_F_ONLINK,
+                       proto=3)  # RTPROT_BOOT, what flannel (netlink defaults) installs
 
     def del_route(self, route: Route, dev: str) -> None:
         self.ipr.route("del", dst=route.dst, gateway=route.gw, oif=self._index(dev))
@@ -120,7 +122,7 @@ class PyRoute2Netlink:
                 if f["ifindex"] == idx and f.get("NDA_DST")}
 
     def set_fdb(self, mac: str, dst: str, dev: str) -> None:
-        self.ipr.fdb("replace", ifindex=self._index(dev), lladdr=mac, dst=dst, state=NUD_PERMANENT)
+        self.ipr.fdb("replace", ifindex=self._index(dev), lladdr=mac, dst=dst, state=NUD_PERMANENT, flags=NTF_SELF)
 
     def del_fdb(self, mac: str, dst: str, dev: str) -> None:
-        self.ipr.fdb("del", ifindex=self._index(dev), lladdr=mac, dst=dst)
+        self.ipr.fdb("del", ifindex=self._index(dev), lladdr=mac, dst=dst, flags=NTF_SELF)

@@ -1,0 +1,125 @@
+"""The flannel node daemon: podCIDR → subnet.env + CNI conflist + flannel.1, then vxlan peers from Nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from cni.flannel import files, vxlan
+from cni.flannel.netlink import PyRoute2Netlink, VxlanNetlink
+from netkube.client import NODES, ApiClient, Informer
+from netkube.config import VXLAN_PORT, VXLAN_VNI, ClusterConfig
+
+log = logging.getLogger(__name__)
+
+VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+RESYNC_SECONDS = 10.0
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
+    # Not asyncio.wait_for: on 3.11 it can swallow a cancel that races with the event firing.
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return event.is_set()
+
+
+class FlannelDaemon:
+    def __init__(self, client: ApiClient, cluster: ClusterConfig, node_name: str, node_ip: str,
+                 node_dir: Path, iface: str = "eth0", netlink: VxlanNetlink | None = None) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.node_dir = Path(node_dir)
+        self.iface = iface
+        self.nl: VxlanNetlink = netlink if netlink is not None else PyRoute2Netlink()
+        self.pod_cidr: str | None = None
+        self.ready = asyncio.Event()  # set once the conflist is written (NetworkReady)
+        self._changed = asyncio.Event()
+
+    # --- steps, each usable on its own (tests drive them with static node data) -------------
+    def setup_node(self, pod_cidr: str) -> str:
+        """flannel.1 + subnet.env; returns the VTEP MAC. The conflist comes later (write_conflist)."""
+        under = self.nl.get_link(self.iface)
+        if under is None:
+            raise RuntimeError(f"underlay interface {self.iface!r} not found in this netns; "
+                               "pass the interface holding the node IP as iface")
+        mtu = under.mtu - VXLAN_OVERHEAD
+        mac = vxlan.ensure_device(self.nl, VXLAN_VNI, VXLAN_PORT, self.node_ip, self.iface, mtu, pod_cidr)
+        files.write_atomic(self.node_dir / "run/flannel/subnet.env",
+                           files.subnet_env(self.cluster.pod_cidr, pod_cidr, mtu))
+        return mac
+
+    def annotations(self, mac: str) -> dict[str, str]:
+        a = vxlan.ANN
+        return {a + "backend-type": "vxlan", a + "backend-data": json.dumps({"VNI": VXLAN_VNI, "VtepMAC": mac},
+                                                                            separators=(",", ":")),
+                a + "public-ip": self.node_ip, a + "kube-subnet-manager": "true"}
+
+    def peers(self, nodes: list[dict[str, Any]]) -> list[vxlan.Peer]:
+        out = []
+        for n in nodes:
+            if n.get("metadata", {}).get("name") == self.node_name:
+                continue
+            p = vxlan.peer_of(n)
+            if p is not None and p.subnet != self.pod_cidr:
+                out.append(p)
+        return out
+
+    def sync(self, nodes: list[dict[str, Any]]) -> None:
+        vxlan.reconcile(self.nl, self.peers(nodes))
+
+    # --- the running daemon -----------------------------------------------------------------
+    def _on_event(self, _kind: str, _obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
+        self._changed.set()
+
+    async def _wait_pod_cidr(self, informer: Informer) -> str:
+        while True:
+            self._changed.clear()
+            node = informer.get(self.node_name)
+            cidr = (node or {}).get("spec", {}).get("podCIDR")
+            if cidr:
+                return str(cidr)
+            if not await _wait_event(self._changed, 5.0):
+                log.info("flannel: waiting for node %s to get spec.podCIDR", self.node_name)
+
+    async def _start_node(self, informer: Informer) -> None:
+        while True:
+            self.pod_cidr = await self._wait_pod_cidr(informer)
+            try:
+                mac = self.setup_node(self.pod_cidr)
+                await self.client.patch(NODES, self.node_name, {"metadata": {"annotations": self.annotations(mac)}})
+                files.write_conflist(self.node_dir)  # last: its existence means NetworkReady
+                self.ready.set()
+                log.info("flannel: node %s subnet %s vtep %s", self.node_name, self.pod_cidr, mac)
+                return
+            except Exception as e:
+                log.error("flannel: setting up node %s failed: %s; retrying in 2 s", self.node_name, e)
+                await asyncio.sleep(2.0)
+
+    async def run(self) -> None:
+        informer = Informer(self.client, NODES)
+        informer.add_handler(self._on_event)
+        task = asyncio.create_task(informer.run())
+        try:
+            await informer.synced.wait()
+            await self._start_node(informer)
+            while True:
+                self._changed.clear()
+                try:
+                    self.sync(informer.items())
+                    timeout = RESYNC_SECONDS
+                except Exception as e:  # never die of a bad sync: log, retry soon
+                    log.error("flannel: vxlan sync failed: %s; retrying in 1 s", e)
+                    timeout = 1.0
+                await _wait_event(self._changed, timeout)
+        finally:
+            task.cancel()
+            if isinstance(self.nl, PyRoute2Netlink):
+                self.nl.close()
