@@ -42,6 +42,7 @@ class FlannelDaemon:
         self.pod_cidr: str | None = None
         self.ready = asyncio.Event()  # set once the conflist is written (NetworkReady)
         self._changed = asyncio.Event()
+        self._executor: Any = None
 
     # --- steps, each usable on its own (tests drive them with static node data) -------------
     def setup_node(self, pod_cidr: str) -> str:
@@ -93,7 +94,7 @@ class FlannelDaemon:
         while True:
             self.pod_cidr = await self._wait_pod_cidr(informer)
             try:
-                mac = self.setup_node(self.pod_cidr)
+                mac = await self._netlink_call(self.setup_node, self.pod_cidr)
                 await self.client.patch(NODES, self.node_name, {"metadata": {"annotations": self.annotations(mac)}})
                 files.write_conflist(self.node_dir)  # last: its existence means NetworkReady
                 self.ready.set()
@@ -102,6 +103,15 @@ class FlannelDaemon:
             except Exception as e:
                 log.error("flannel: setting up node %s failed: %s; retrying in 2 s", self.node_name, e)
                 await asyncio.sleep(2.0)
+
+    async def _netlink_call(self, fn, *args):  # type: ignore[no-untyped-def]
+        """pyroute2's synchronous IPRoute runs its own event loop, so it cannot be used from a
+        thread whose loop is running: every netlink call goes to one dedicated worker thread."""
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flannel-netlink")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def run(self) -> None:
         informer = Informer(self.client, NODES)
@@ -113,7 +123,7 @@ class FlannelDaemon:
             while True:
                 self._changed.clear()
                 try:
-                    self.sync(informer.items())
+                    await self._netlink_call(self.sync, informer.items())
                     timeout = RESYNC_SECONDS
                 except Exception as e:  # never die of a bad sync: log, retry soon
                     log.error("flannel: vxlan sync failed: %s; retrying in 1 s", e)
@@ -122,4 +132,10 @@ class FlannelDaemon:
         finally:
             task.cancel()
             if isinstance(self.nl, PyRoute2Netlink):
-                self.nl.close()
+                if self._executor is not None:
+                    self._executor.submit(self.nl.close)
+                else:
+                    self.nl.close()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None

@@ -35,8 +35,25 @@ def exec_in_pod(cluster: ClusterConfig, namespace: str, name: str, argv: list[st
     if not node or not pod.get("status", {}).get("podIP"):
         raise ConfigError(f'pod "{name}" is not running yet (phase {pod.get("status", {}).get("phase", "Pending")})')
     pid = find_exec_target(cluster, node, pod["metadata"]["uid"], container)
-    os.execv(sys.executable, [sys.executable, "-m", "netkube.kubelet.nsexec", "--target", str(pid), "--", *argv])
+    # As with `kubectl exec`, the command gets the container's environment (its PATH finds the
+    # image's tools, e.g. busybox's nslookup, not the host's).
+    env = container_env(pid)
+    os.execve(sys.executable, [sys.executable, "-m", "netkube.kubelet.nsexec", "--target", str(pid), "--", *argv],
+              {**env, "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "TERM": os.environ.get("TERM", "xterm")})
     return 127  # not reached
+
+
+def container_env(pid: int) -> dict[str, str]:
+    try:
+        raw = open(f"/proc/{pid}/environ", "rb").read()
+    except OSError:
+        return dict(os.environ)
+    env = {}
+    for item in raw.split(b"\0"):
+        if b"=" in item:
+            k, v = item.split(b"=", 1)
+            env[k.decode(errors="replace")] = v.decode(errors="replace")
+    return env or dict(os.environ)
 
 
 def exec_in_node(cluster: ClusterConfig, node: str, argv: list[str]) -> int:

@@ -193,7 +193,13 @@ class NodeReporter:
         """Heartbeat forever (after register()); a failure is logged and retried next beat."""
         beats = 0
         while True:
-            await asyncio.sleep(self.interval)
+            # Beat every interval, and at once when the network plugin becomes (un)ready, so a
+            # node turns Ready the moment flannel writes its CNI config, as the real kubelet does.
+            reported = self.network_ready()
+            waited = 0.0
+            while waited < self.interval and self.network_ready() == reported:
+                await asyncio.sleep(0.1)
+                waited += 0.1
             beats += 1
             try:
                 await self.heartbeat(full=beats % 30 == 0)
