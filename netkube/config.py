@@ -39,6 +39,12 @@ class ClusterConfig:
             raise ConfigError(
                 f"cluster name {self.name!r} is invalid: use up to 20 letters, digits or '-'"
             )
+        root = Path(self.state_root).resolve()
+        if root == Path("/tmp") or Path("/tmp") in root.parents:
+            raise ConfigError(
+                f"state root {self.state_root} is under /tmp, which every container replaces with a "
+                f"private /tmp; use a directory elsewhere, e.g. /var/tmp or /var/lib/netkube"
+            )
         if not 1 <= self.nodes <= 50:
             raise ConfigError(f"--nodes {self.nodes}: choose between 1 and 50 nodes")
         nets = {}

@@ -27,7 +27,10 @@ class ChangeTracker:
         self.node_name = node_name
         self._services: dict[str, dict[ServicePortName, ServicePort]] = {}
         self._slices: dict[str, dict[ServicePortName, list[Endpoint]]] = {}
-        self._changed: set[str] = set()
+        # service key -> change count; ack() only clears keys not changed again since the
+        # snapshot it acknowledges, so a change that lands mid-sync is never lost.
+        self._changed: dict[str, int] = {}
+        self._snapshot_counts: dict[str, int] = {}
         self._applied: dict[ServicePortName, set[str]] = {}  # UDP endpoint IPs at the last ack
         self._lock = threading.Lock()  # snapshots may be taken from a worker thread
 
@@ -37,7 +40,7 @@ class ChangeTracker:
         with self._lock:
             ports = {} if etype == "DELETED" else service_ports(obj)
             if self._services.get(key, {}) != ports:
-                self._changed.add(key)
+                self._changed[key] = self._changed.get(key, 0) + 1
             if ports:
                 self._services[key] = ports
             else:
@@ -49,7 +52,8 @@ class ChangeTracker:
             eps = {} if etype == "DELETED" else slice_endpoints(obj, self.node_name)
             prev = self._slices.get(key, {})
             if prev != eps:
-                self._changed.update(spn.service for spn in set(prev) | set(eps))
+                for svc in {spn.service for spn in set(prev) | set(eps)}:
+                    self._changed[svc] = self._changed.get(svc, 0) + 1
             if eps:
                 self._slices[key] = eps
             else:
@@ -63,6 +67,7 @@ class ChangeTracker:
     def snapshot(self) -> ProxyState:
         with self._lock:
             state = ProxyState(changed=set(self._changed))
+            self._snapshot_counts = dict(self._changed)
             for ports in self._services.values():
                 state.services.update(ports)
             merged: dict[ServicePortName, dict[str, Endpoint]] = {}
@@ -90,7 +95,9 @@ class ChangeTracker:
     def ack(self, state: ProxyState) -> None:
         """The backend applied `state`: forget its changes, remember its UDP endpoints."""
         with self._lock:
-            self._changed -= state.changed
+            for key in state.changed:
+                if key in self._changed and self._changed[key] == self._snapshot_counts.get(key):
+                    del self._changed[key]
             self._applied = {
                 spn: {e.ip for e in eps if e.ready or e.serving}
                 for spn, eps in state.endpoints.items()

@@ -15,7 +15,7 @@ NETKUBE = [sys.executable, "-m", "netkube.cli.main"]
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-    state_root = tempfile.mkdtemp(prefix="netkube-bench-")
+    state_root = tempfile.mkdtemp(prefix="netkube-bench-", dir="/var/tmp")
     name = f"bench{uuid.uuid4().hex[:5]}"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -33,3 +33,8 @@ def test_defaults_match_the_design() -> None:
 def test_bad_settings_say_what_and_how(kwargs, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match=message):
         ClusterConfig(**kwargs).validate()
+
+
+def test_state_root_under_tmp_is_refused_because_containers_hide_it() -> None:
+    with pytest.raises(ConfigError, match="private /tmp"):
+        ClusterConfig(state_root="/tmp/x").validate()

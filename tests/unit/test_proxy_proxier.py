@@ -186,3 +186,21 @@ def test_run_proxy_with_fake_api_programs_rules_quickly() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     asyncio.run(go())
+
+
+def test_change_during_sync_is_not_lost_by_ack() -> None:
+    """A slice update that arrives between snapshot() and ack() must stay pending."""
+    from proxy_modes.testing import endpoint_slice, service
+    from proxy_modes.tracker import ChangeTracker
+
+    t = ChangeTracker("node1")
+    t.on_service("ADDED", service("ns1", "svc1", "172.30.0.41"))
+    t.on_endpoint_slice("ADDED", endpoint_slice("ns1", "svc1", ["10.180.0.1"]))
+    first = t.snapshot()
+    t.on_endpoint_slice("MODIFIED", endpoint_slice("ns1", "svc1", ["10.180.0.1", "10.180.0.2"]))
+    t.ack(first)
+    assert t.pending, "the second slice change was dropped by ack()"
+    second = t.snapshot()
+    assert [str(e) for e in next(iter(second.endpoints.values()))] == ["10.180.0.1:80", "10.180.0.2:80"]
+    t.ack(second)
+    assert not t.pending
