@@ -41,6 +41,21 @@ def pod_spec(spec: Obj) -> None:
             _container(c)
 
 
+def default_tolerations(spec: Obj) -> None:
+    """The DefaultTolerationSeconds admission plugin: tolerate not-ready and unreachable NoExecute
+    taints for 300 s unless the pod already says how long."""
+    tolerations = spec.get("tolerations")
+    if tolerations is not None and not isinstance(tolerations, list):
+        return
+    tolerations = list(tolerations or [])
+    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        if not any(isinstance(t, dict) and t.get("key") == key and t.get("effect") in (None, "", "NoExecute")
+                   for t in tolerations) and not any(isinstance(t, dict) and not t.get("key")
+                                                     and t.get("operator") == "Exists" for t in tolerations):
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+    spec["tolerations"] = tolerations
+
+
 def pod(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     pod_spec(spec)
@@ -51,6 +66,7 @@ def pod(obj: Obj) -> None:
         spec.setdefault("enableServiceLinks", True)
         spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
         spec.setdefault("priority", 0)
+        default_tolerations(spec)
 
 
 def _template(spec: Obj) -> None:
@@ -129,9 +145,54 @@ def secret(obj: Obj) -> None:
     obj.setdefault("type", "Opaque")
 
 
+def daemonset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    if isinstance(spec, dict):
+        us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if us.get("type") == "RollingUpdate":
+            us.setdefault("rollingUpdate", {}).setdefault("maxUnavailable", 1)
+            us["rollingUpdate"].setdefault("maxSurge", 0)
+        spec.setdefault("revisionHistoryLimit", 10)
+        _template(spec)
+
+
+def statefulset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    if isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if us.get("type") == "RollingUpdate":
+            us.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+        spec.setdefault("revisionHistoryLimit", 10)
+        _template(spec)
+
+
+def job(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    if isinstance(spec, dict):
+        if spec.get("completions") is None and spec.get("parallelism") is None:
+            spec["completions"] = 1
+        spec.setdefault("parallelism", 1)
+        spec.setdefault("backoffLimit", 6)
+        spec.setdefault("completionMode", "NonIndexed")
+        spec.setdefault("suspend", False)
+        _template(spec)
+
+
+def cronjob(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    if isinstance(spec, dict):
+        spec.setdefault("concurrencyPolicy", "Allow")
+        spec.setdefault("suspend", False)
+        spec.setdefault("successfulJobsHistoryLimit", 3)
+        spec.setdefault("failedJobsHistoryLimit", 1)
+
+
 DEFAULTERS = {
     "Pod": pod, "Deployment": deployment, "ReplicaSet": replicaset, "Service": service,
     "Namespace": namespace, "EndpointSlice": endpointslice, "Secret": secret,
+    "DaemonSet": daemonset, "StatefulSet": statefulset, "Job": job, "CronJob": cronjob,
 }
 
 

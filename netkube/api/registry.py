@@ -22,8 +22,9 @@ from .tables.age import now_rfc3339
 Obj = dict[str, Any]
 GEN_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's generateName alphabet (no vowels)
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
-WITH_STATUS = {"Pod", "Service", "Deployment", "ReplicaSet", "Namespace", "Node"}
-WITH_GENERATION = {"Deployment", "ReplicaSet"}
+WITH_STATUS = {"Pod", "Service", "Deployment", "ReplicaSet", "Namespace", "Node", "DaemonSet", "StatefulSet",
+               "Job", "CronJob"}
+WITH_GENERATION = {"Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job", "CronJob"}
 
 
 def _strip_volatile(o: Obj) -> Obj:
@@ -124,7 +125,7 @@ class Registry:
     def _reset_status(self, kind: Kind, obj: Obj) -> None:
         if kind.kind == "Pod":
             obj["status"] = {"phase": "Pending", "qosClass": _qos(obj.get("spec") or {})}
-        elif kind.kind in ("Deployment", "ReplicaSet"):
+        elif kind.kind in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job", "CronJob"):
             obj["status"] = {}
         elif kind.kind == "Service":
             obj["status"] = {"loadBalancer": {}}

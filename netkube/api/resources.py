@@ -39,7 +39,7 @@ class Kind:
 KINDS: list[Kind] = [
     Kind("", "v1", "namespaces", "Namespace", False, ("ns",), ("status", "finalize")),
     Kind("", "v1", "nodes", "Node", False, ("no",), ("status",)),
-    Kind("", "v1", "pods", "Pod", True, ("po",), ("status", "binding")),
+    Kind("", "v1", "pods", "Pod", True, ("po",), ("status", "binding", "log", "exec", "attach")),
     Kind("", "v1", "services", "Service", True, ("svc",), ("status",)),
     Kind("", "v1", "endpoints", "Endpoints", True, ("ep",)),
     Kind("", "v1", "events", "Event", True, ("ev",)),
@@ -48,6 +48,11 @@ KINDS: list[Kind] = [
     Kind("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
     Kind("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status", "scale")),
     Kind("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status", "scale")),
+    Kind("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",)),
+    Kind("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), ("status", "scale")),
+    Kind("apps", "v1", "controllerrevisions", "ControllerRevision", True),
+    Kind("batch", "v1", "jobs", "Job", True, (), ("status",)),
+    Kind("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",)),
     Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     Kind("coordination.k8s.io", "v1", "leases", "Lease", True),
 ]

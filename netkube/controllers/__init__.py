@@ -30,14 +30,20 @@ async def run_controllers(client: ApiClient, cluster: ClusterConfig) -> None:
     """Start every controller over one shared set of informers; returns only when cancelled."""
     from netkube.controllers.base import Informers
     from netkube.controllers.bootstrap import BootstrapController
+    from netkube.controllers.cronjob import CronJobController
+    from netkube.controllers.daemonset import DaemonSetController
     from netkube.controllers.deployment import DeploymentController
     from netkube.controllers.endpoints import EndpointsController
     from netkube.controllers.gc import GarbageCollector
+    from netkube.controllers.job import JobController
     from netkube.controllers.nodeipam import NodeIpamController
     from netkube.controllers.nodelifecycle import NodeLifecycleController
+    from netkube.controllers.nodelifecycle import settings as node_settings
     from netkube.controllers.replicaset import ReplicaSetController
+    from netkube.controllers.statefulset import StatefulSetController
 
     informers = Informers(client)
+    backoff = float(cluster.extra.get("job-pod-failure-backoff", "10"))
     controllers = {
         "bootstrap": BootstrapController(client, informers, cluster),
         "nodeipam": NodeIpamController(client, informers, cluster),
@@ -45,7 +51,11 @@ async def run_controllers(client: ApiClient, cluster: ClusterConfig) -> None:
         "replicaset": ReplicaSetController(client, informers),
         "endpoints": EndpointsController(client, informers),
         "garbage-collector": GarbageCollector(client, informers),
-        "node-lifecycle": NodeLifecycleController(client, informers),
+        "node-lifecycle": NodeLifecycleController(client, informers, *node_settings(cluster.extra)),
+        "job": JobController(client, informers, backoff),
+        "cronjob": CronJobController(client, informers),
+        "daemonset": DaemonSetController(client, informers),
+        "statefulset": StatefulSetController(client, informers),
     }
     for c in controllers.values():
         c.register()  # type: ignore[attr-defined]

@@ -78,8 +78,15 @@ class Informers:
     replicasets: Informer = field(init=False)
     namespaces: Informer = field(init=False)
     leases: Informer = field(init=False)
+    daemonsets: Informer = field(init=False)
+    statefulsets: Informer = field(init=False)
+    controllerrevisions: Informer = field(init=False)
+    jobs: Informer = field(init=False)
+    cronjobs: Informer = field(init=False)
 
     def __post_init__(self) -> None:
+        from netkube.controllers import kinds
+
         c = self.client
         self.pods = Informer(c, api.PODS)
         self.nodes = Informer(c, api.NODES)
@@ -90,10 +97,16 @@ class Informers:
         self.replicasets = Informer(c, api.REPLICASETS)
         self.namespaces = Informer(c, api.NAMESPACES)
         self.leases = Informer(c, api.LEASES, namespace="kube-node-lease")
+        self.daemonsets = Informer(c, kinds.DAEMONSETS)
+        self.statefulsets = Informer(c, kinds.STATEFULSETS)
+        self.controllerrevisions = Informer(c, kinds.CONTROLLERREVISIONS)
+        self.jobs = Informer(c, kinds.JOBS)
+        self.cronjobs = Informer(c, kinds.CRONJOBS)
 
     def all(self) -> list[Informer]:
         return [self.pods, self.nodes, self.services, self.endpoints, self.endpointslices,
-                self.deployments, self.replicasets, self.namespaces, self.leases]
+                self.deployments, self.replicasets, self.namespaces, self.leases, self.daemonsets,
+                self.statefulsets, self.controllerrevisions, self.jobs, self.cronjobs]
 
     async def wait_synced(self) -> None:
         # Leases are optional (only a heartbeat hint): an apiserver without them must not block startup.

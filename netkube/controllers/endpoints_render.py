@@ -56,6 +56,8 @@ def render_subsets(service: Obj, pods: list[Obj]) -> list[Obj]:
         if service.get("spec", {}).get("ports") and not ports:
             continue
         addr = {"ip": pod["status"]["podIP"], "targetRef": _ref(pod)}
+        if _hostname(service, pod):
+            addr["hostname"] = _hostname(service, pod)
         if pod.get("spec", {}).get("nodeName"):
             addr["nodeName"] = pod["spec"]["nodeName"]
         bucket = "addresses" if (publish or pod_is_ready(pod)) else "notReadyAddresses"
@@ -98,6 +100,8 @@ def render_slices(service: Obj, pods: list[Obj]) -> list[tuple[list[Obj], list[O
         }
         if pod.get("spec", {}).get("nodeName"):
             ep["nodeName"] = pod["spec"]["nodeName"]
+        if _hostname(service, pod):
+            ep["hostname"] = _hostname(service, pod)
         groups.setdefault(ports, []).append(ep)
     if not groups:
         # An empty slice still carries the service's ports, so consumers see "no endpoints".
@@ -116,3 +120,11 @@ def _slice_port(name: str, port: int | None, proto: str) -> Obj:
     if port is not None:
         out["port"] = port
     return out
+
+
+def _hostname(service: Obj, pod: Obj) -> str | None:
+    """A pod's hostname is published only when its subdomain names this Service (StatefulSet DNS)."""
+    spec = pod.get("spec") or {}
+    if spec.get("hostname") and spec.get("subdomain") == service["metadata"]["name"]:
+        return str(spec["hostname"])
+    return None

@@ -6,12 +6,15 @@ import logging
 
 from netkube import client as api
 from netkube.client import ApiError, Informer, Obj, Resource
+from netkube.controllers import kinds
 from netkube.controllers.base import Informers, controller_ref
 from netkube.controllers.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 OWNER_KINDS: dict[str, Resource] = {"Deployment": api.DEPLOYMENTS, "ReplicaSet": api.REPLICASETS,
-                                    "Service": api.SERVICES, "Node": api.NODES}
+                                    "Service": api.SERVICES, "Node": api.NODES, "Job": kinds.JOBS,
+                                    "CronJob": kinds.CRONJOBS, "DaemonSet": kinds.DAEMONSETS,
+                                    "StatefulSet": kinds.STATEFULSETS}
 
 
 class GarbageCollector:
@@ -22,10 +25,13 @@ class GarbageCollector:
         # Dependents we watch: (informer, resource).
         self.dependents: list[tuple[Informer, Resource]] = [
             (informers.replicasets, api.REPLICASETS), (informers.pods, api.PODS),
-            (informers.endpointslices, api.ENDPOINTSLICES),
+            (informers.endpointslices, api.ENDPOINTSLICES), (informers.jobs, kinds.JOBS),
+            (informers.controllerrevisions, kinds.CONTROLLERREVISIONS),
         ]
         self._owner_informers = {"Deployment": informers.deployments, "ReplicaSet": informers.replicasets,
-                                 "Service": informers.services, "Node": informers.nodes}
+                                 "Service": informers.services, "Node": informers.nodes, "Job": informers.jobs,
+                                 "CronJob": informers.cronjobs, "DaemonSet": informers.daemonsets,
+                                 "StatefulSet": informers.statefulsets}
 
     def register(self) -> None:
         for inf, res in self.dependents:

@@ -46,6 +46,17 @@ def pod_is_available(pod: Obj, min_ready_seconds: int, now: float) -> bool:
     return False
 
 
+def until_available(pods: list[Obj], min_ready_seconds: int, now: float) -> float | None:
+    """Seconds until the next ready pod passes minReadySeconds, or None if none is waiting."""
+    waits = []
+    for p in pods:
+        if min_ready_seconds > 0 and pod_is_ready(p) and not pod_is_available(p, min_ready_seconds, now):
+            since = next((parse_time(c.get("lastTransitionTime")) for c in p["status"].get("conditions") or []
+                          if c.get("type") == "Ready"), None) or now
+            waits.append(max(0.05, since + min_ready_seconds - now + 0.05))
+    return min(waits, default=None)
+
+
 def replicaset_status(rs: Obj, active: list[Obj], now: float) -> Obj:
     labels = rs["spec"].get("template", {}).get("metadata", {}).get("labels") or {}
     mrs = rs["spec"].get("minReadySeconds", 0)
@@ -152,7 +163,11 @@ class ReplicaSetController:
         await self.recorder.normal(rs, "SuccessfulDelete", f"Deleted pod: {name}")
 
     async def _update_status(self, rs: Obj, active: list[Obj]) -> None:
-        status = replicaset_status(rs, active, time.time())
+        now = time.time()
+        wait = until_available(active, rs["spec"].get("minReadySeconds", 0), now)
+        if wait is not None:
+            self.queue.add_after(ns_key(rs), wait)  # availability changes with time alone
+        status = replicaset_status(rs, active, now)
         if status == (rs.get("status") or {}):
             return  # no write storms: only real changes are written
         new = clone(rs)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from netkube.client import Obj
+from netkube.scheduler.podaffinity import MSG_AFFINITY as MSG_POD_AFFINITY
+from netkube.scheduler.podaffinity import Placed, filter_pod_affinity
+from netkube.scheduler.resources import insufficient
 
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
@@ -104,8 +107,10 @@ def filter_node_affinity(pod: Obj, node: Obj) -> str | None:
     return None
 
 
-# Upstream's default profile order; a node reports only the first filter that rejects it.
+# Upstream's default profile order; a node reports only the first plugin that rejects it.
 FILTERS = (filter_unschedulable, filter_taints, filter_node_affinity)
+NO_VICTIMS = "No preemption victims found for incoming pod"
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
 
 
 def node_fits(pod: Obj, node: Obj) -> str | None:
@@ -116,9 +121,32 @@ def node_fits(pod: Obj, node: Obj) -> str | None:
     return None
 
 
-def fit_error_message(total: int, reasons: dict[str, int]) -> str:
+def node_fit_reasons(pod: Obj, node: Obj, placed: Placed) -> list[str]:
+    """All reasons of the first failing plugin: NodeUnschedulable, TaintToleration, NodeAffinity,
+    NodeResourcesFit (one reason per short resource), InterPodAffinity. [] means the pod fits."""
+    reason = node_fits(pod, node)
+    if reason is not None:
+        return [reason]
+    name = node["metadata"]["name"]
+    on_node = [p for n, p in placed if n["metadata"]["name"] == name]
+    return insufficient(pod, node, on_node) or [r for r in [filter_pod_affinity(pod, node, placed)] if r]
+
+
+def preemption_verdict(reasons: list[str]) -> str:
+    """Upstream preemption only helps nodes whose failure removing lower-priority pods could fix;
+    with no lower-priority pods in the emulator there are never victims."""
+    unresolvable = reasons[0] in (MSG_UNSCHEDULABLE, MSG_AFFINITY, MSG_POD_AFFINITY) or \
+        reasons[0].startswith("node(s) had untolerated taint")
+    return NOT_HELPFUL if unresolvable else NO_VICTIMS
+
+
+def _histogram(total: int, counts: dict[str, int]) -> str:
+    parts = sorted(f"{n} {r}" for r, n in counts.items())
+    return f"0/{total} nodes are available: {', '.join(parts)}."
+
+
+def fit_error_message(total: int, reasons: dict[str, int], preemption: dict[str, int] | None = None) -> str:
     """The FailedScheduling text (upstream FitError.Error): "<count> <reason>" sorted as strings, then
-    the preemption postfilter verdict; all our filters are unresolvable by preemption."""
-    parts = sorted(f"{n} {r}" for r, n in reasons.items())
-    return (f"0/{total} nodes are available: {', '.join(parts)}. "
-            f"preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.")
+    the preemption postfilter verdict in the same form."""
+    preemption = preemption or {NOT_HELPFUL: total}
+    return f"{_histogram(total, reasons)} preemption: {_histogram(total, preemption)}"

@@ -8,7 +8,7 @@ from netkube.client import NODES, PODS, ApiError, Informer, Obj
 from netkube.controllers.base import now_rfc3339, split_key
 from netkube.controllers.events import EventRecorder
 from netkube.controllers.workqueue import WorkQueue
-from netkube.scheduler.filters import fit_error_message, node_fits
+from netkube.scheduler.filters import fit_error_message, node_fit_reasons, preemption_verdict
 from netkube.scheduler.scoring import rank_nodes
 
 log = logging.getLogger(__name__)
@@ -67,21 +67,28 @@ class Scheduler:
             self.unschedulable.discard(key)
             return
         nodes = sorted(self.nodes.items(), key=lambda n: n["metadata"]["name"])
-        reasons: dict[str, int] = {}
-        feasible = []
-        for node in nodes:
-            reason = node_fits(pod, node)
-            if reason is None:
-                feasible.append(node["metadata"]["name"])
-            else:
-                reasons[reason] = reasons.get(reason, 0) + 1
-        if not feasible:
-            await self._fail(pod, key, fit_error_message(len(nodes), reasons) if nodes else NO_NODES)
-            return
+        by_name = {n["metadata"]["name"]: n for n in nodes}
         placed = [(p["spec"]["nodeName"], p) for p in self.pods.items()
                   if p.get("spec", {}).get("nodeName") and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
-        placed += list(self.assumed.values())
-        target = rank_nodes(pod, feasible, placed)[0]
+        seen = {f"{p['metadata'].get('namespace')}/{p['metadata']['name']}" for _, p in placed}
+        placed += [a for k, a in self.assumed.items() if k not in seen]
+        with_nodes = [(by_name[n], p) for n, p in placed if n in by_name]
+        reasons: dict[str, int] = {}
+        verdicts: dict[str, int] = {}
+        feasible = []
+        for node in nodes:
+            why = node_fit_reasons(pod, node, with_nodes)
+            if not why:
+                feasible.append(node["metadata"]["name"])
+                continue
+            for r in why:
+                reasons[r] = reasons.get(r, 0) + 1
+            v = preemption_verdict(why)
+            verdicts[v] = verdicts.get(v, 0) + 1
+        if not feasible:
+            await self._fail(pod, key, fit_error_message(len(nodes), reasons, verdicts) if nodes else NO_NODES)
+            return
+        target = rank_nodes(pod, feasible, placed, by_name)[0]
         try:
             await self.client.bind(pod, target)  # type: ignore[attr-defined]
         except ApiError as e:

@@ -20,19 +20,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from netkube import client as api
+from netkube.api.defaults import default_tolerations
 from netkube.client import ApiError, Obj, Resource
+from netkube.controllers.kinds import WORKLOADS
 from netkube.controllers.selectors import SelectorError, fields_match, labels_match
 from netkube.testing.merge_patch import merge_patch
 
 # The apiserver's generateName suffix: 5 characters from this alphabet (no vowels, no 0/1/3).
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Kinds whose main-resource writes ignore .status and whose /status writes ignore everything else.
-_STATUS_SPLIT = {"pods", "nodes", "services", "deployments", "replicasets", "namespaces"}
-_GENERATION = {"deployments", "replicasets"}
+_STATUS_SPLIT = {"pods", "nodes", "services", "deployments", "replicasets", "namespaces", "daemonsets",
+                 "statefulsets", "jobs", "cronjobs"}
+_GENERATION = {"deployments", "replicasets", "daemonsets", "statefulsets", "jobs", "cronjobs"}
 
 KNOWN_RESOURCES = [
     api.NAMESPACES, api.NODES, api.PODS, api.SERVICES, api.ENDPOINTS, api.EVENTS, api.CONFIGMAPS,
-    api.DEPLOYMENTS, api.REPLICASETS, api.ENDPOINTSLICES, api.LEASES,
+    api.DEPLOYMENTS, api.REPLICASETS, api.ENDPOINTSLICES, api.LEASES, *WORKLOADS,
 ]
 
 
@@ -212,6 +215,7 @@ class FakeApiClient:
         if res.plural == "pods":
             obj.setdefault("status", {}).setdefault("phase", "Pending")
             obj.setdefault("spec", {}).setdefault("schedulerName", "default-scheduler")
+            default_tolerations(obj["spec"])  # as the real apiserver's admission does
         return self._write(res, obj, None)
 
     def _check_rv(self, res: Resource, obj: Obj, stored: Obj) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from netkube import client as api
@@ -78,10 +79,11 @@ async def set_pod_ready(fake: FakeApiClient, name: str, ready: bool, namespace: 
 class FakeKubelet:
     """Marks bound pods Running and Ready with an IP from the node's CIDR, and finishes deletions."""
 
-    def __init__(self, fake: FakeApiClient, ready: bool = True) -> None:
+    def __init__(self, fake: FakeApiClient, ready: bool | Callable[[Obj], bool] = True) -> None:
         self.fake = fake
-        self.ready = ready
+        self.ready = ready  # or a function of the pod, e.g. "images ending :bad never get ready"
         self._next: dict[str, int] = {}
+        self.dead: set[str] = set()  # nodes whose kubelet is gone: their pods are left as they are
 
     async def run(self) -> None:
         async for etype, pod in self.fake.watch(api.PODS):
@@ -92,7 +94,7 @@ class FakeKubelet:
 
     async def _handle(self, etype: str, pod: Obj) -> None:
         md, node_name = pod["metadata"], pod.get("spec", {}).get("nodeName")
-        if etype == "DELETED" or not node_name:
+        if etype == "DELETED" or not node_name or node_name in self.dead:
             return
         if md.get("deletionTimestamp"):
             await self.fake.delete(api.PODS, md["name"], md["namespace"], grace_period=0)
@@ -102,4 +104,21 @@ class FakeKubelet:
         n = await self.fake.get(api.NODES, node_name)
         cidr = ipaddress.IPv4Network(n["spec"].get("podCIDR") or "10.244.99.0/24")
         self._next[node_name] = self._next.get(node_name, 1) + 1
-        await set_pod_ready(self.fake, md["name"], self.ready, md["namespace"], str(cidr[self._next[node_name]]))
+        ready = self.ready(pod) if callable(self.ready) else self.ready
+        await set_pod_ready(self.fake, md["name"], ready, md["namespace"], str(cidr[self._next[node_name]]))
+
+
+async def renew_leases(fake: FakeApiClient, nodes: list[str], dead: set[str], interval: float = 0.1) -> None:
+    """Kubelet heartbeats: renew each live node's Lease in kube-node-lease every interval."""
+    while True:
+        for name in nodes:
+            if name in dead:
+                continue
+            # renewTime is a MicroTime: sub-second precision matters with sub-second grace periods.
+            renew = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": renew}
+            try:
+                await fake.patch(api.LEASES, name, {"spec": spec}, "kube-node-lease")
+            except ApiError:
+                await fake.create(api.LEASES, {"metadata": {"name": name}, "spec": spec}, "kube-node-lease")
+        await asyncio.sleep(interval)

@@ -79,7 +79,7 @@ async def test_deployment_creates_replicaset_and_pods_then_scales(cluster: FakeA
     assert st["replicas"] == 3 and st["updatedReplicas"] == 3 and st["readyReplicas"] == 3
     assert st["observedGeneration"] == 1 and "unavailableReplicas" not in st
     assert {c["type"]: c["reason"] for c in st["conditions"]}["Available"] == "MinimumReplicasAvailable"
-    assert f"Scaled up replica set {rs_name} from 0 to 3" in events(fake, "deployment-controller")
+    assert f"Scaled up replica set {rs_name} to 3" in events(fake, "deployment-controller")
     assert sum(m.startswith(f"Created pod: {rs_name}-") for m in events(fake, "replicaset-controller")) == 3
 
     # Scale to 5, then back to 1: the two newest pods (not yet ready) go first.
@@ -91,8 +91,8 @@ async def test_deployment_creates_replicaset_and_pods_then_scales(cluster: FakeA
         return len([p for p in pods_of(fake, rs_name) if not p["metadata"].get("deletionTimestamp")]) == 1
 
     await eventually(one_left)
-    assert f"Scaled up replica set {rs_name} from 3 to 5" in events(fake, "deployment-controller")
-    assert f"Scaled down replica set {rs_name} from 5 to 1" in events(fake, "deployment-controller")
+    assert f"Scaled up replica set {rs_name} to 5 from 3" in events(fake, "deployment-controller")
+    assert f"Scaled down replica set {rs_name} to 1 from 5" in events(fake, "deployment-controller")
     assert sum(m.startswith("Deleted pod: ") for m in events(fake, "replicaset-controller")) == 4
 
 
@@ -273,8 +273,8 @@ async def test_rolling_update_replaces_pods_and_bumps_revision(cluster: FakeApiC
     assert new["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
     assert old["spec"]["replicas"] == 0
     msgs = events(fake, "deployment-controller")
-    assert f"Scaled up replica set {new_rs} from 0 to 1" in msgs
-    assert any(m.startswith(f"Scaled down replica set {old_rs} from 3 to ") for m in msgs)
+    assert f"Scaled up replica set {new_rs} to 1" in msgs
+    assert any(m.startswith(f"Scaled down replica set {old_rs} to ") and m.endswith(" from 3") for m in msgs)
 
 
 async def test_recreate_strategy(cluster: FakeApiClient) -> None:
@@ -290,4 +290,4 @@ async def test_recreate_strategy(cluster: FakeApiClient) -> None:
         return len(live) == 2 and all(p["metadata"]["name"].startswith(new_rs) for p in live)
 
     await eventually(done)
-    assert f"Scaled up replica set {new_rs} from 0 to 2" in events(fake, "deployment-controller")
+    assert f"Scaled up replica set {new_rs} to 2" in events(fake, "deployment-controller")

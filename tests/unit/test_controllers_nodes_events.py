@@ -31,7 +31,8 @@ async def test_silent_node_goes_unknown_and_gets_tainted_then_recovers() -> None
     got = await fake.get(api.NODES, "node2")
     ready = next(c for c in got["status"]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("Unknown", "NodeStatusUnknown")
-    assert [(t["key"], t["effect"]) for t in got["spec"]["taints"]] == [(UNREACHABLE_TAINT, "NoSchedule")]
+    assert [(t["key"], t["effect"]) for t in got["spec"]["taints"]] == [(UNREACHABLE_TAINT, "NoSchedule"),
+                                                                        (UNREACHABLE_TAINT, "NoExecute")]
     assert not (await fake.get(api.NODES, "node3"))["spec"]["taints"]  # heartbeating: untouched
     # The kubelet comes back: Ready=True with a fresh heartbeat removes the taint.
     fresh = node("node2")["status"]
