@@ -312,7 +312,7 @@ class Informer:
                 need_list = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, json.JSONDecodeError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError, json.JSONDecodeError) as e:
                 log.debug("watch %s interrupted: %s", self.res.plural, e)
                 need_list = True
                 await asyncio.sleep(backoff)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from netkube.config import ClusterConfig
 from proxy_modes.kernel.nft_fake import FakeNft
 from proxy_modes.model import Endpoint
 from proxy_modes.nftables import names as N
@@ -11,7 +12,6 @@ from proxy_modes.testing import endpoint_slice, service
 from proxy_modes.tracer import Packet
 from proxy_modes.tracer_nft import NftTracer
 from tests.unit.test_proxy_nft_fixtures import CFG, NODE_IP, P80, POD, overall_tracker
-from netkube.config import ClusterConfig
 
 
 def _targets(f: FakeNft, dst: str) -> dict[str, float]:
