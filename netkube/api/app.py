@@ -62,6 +62,7 @@ def make_app(store: Store, cluster: ClusterConfig) -> web.Application:
             w.queue.put_nowait(None)
         for task in list(registry.tasks):
             task.cancel()
+        await resources.pods.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

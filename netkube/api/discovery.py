@@ -8,6 +8,8 @@ from .resources import GROUP_VERSIONS, VERBS, kinds_in
 
 Obj = dict[str, Any]
 GIT_VERSION = "v1.32.0"
+# The pod subresources proxied to the kubelet, with the options kind upstream lists for them.
+STREAMING = {"exec": "PodExecOptions", "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}
 
 
 def version() -> Obj:
@@ -62,6 +64,10 @@ def resource_list(group: str, ver: str) -> Obj | None:
                 s.update(kind="Binding", verbs=["create"])
             elif sub == "finalize":
                 s.update(verbs=["update"])
+            elif sub == "log":
+                s.update(verbs=["get"])
+            elif sub in STREAMING:
+                s.update(kind=STREAMING[sub], verbs=["create", "get"])
             resources.append(s)
     return {"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": f"{group}/{ver}" if group else ver, "resources": resources}

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from . import patch as patches
 from . import protobuf
+from .podproxy import PodProxy
 from .registry import Registry
 from .resources import BY_PATH, Kind
 from .selectors import parse_fields, parse_labels
@@ -91,6 +92,7 @@ class ResourceHandlers:
     def __init__(self, registry: Registry, watches: set[Watch]) -> None:
         self.registry = registry
         self.watches = watches
+        self.pods = PodProxy(registry, registry.cluster)
 
     async def dispatch(self, request: web.Request, t: Target) -> web.StreamResponse:
         m = request.method
@@ -102,6 +104,8 @@ class ResourceHandlers:
             if m == "DELETE":
                 return await self.delete_collection(request, t)
             raise method_not_allowed()
+        if t.sub in ("log", "exec", "attach", "portforward"):
+            return await self._proxied(request, t)
         if m == "GET":
             return self.get(request, t)
         if m == "PUT":
@@ -113,6 +117,20 @@ class ResourceHandlers:
         if m == "POST" and t.sub == "binding":
             body = await read_body(request)
             return respond(self.registry.bind(t.namespace or "", t.name, body), 201)
+        raise method_not_allowed()
+
+    async def _proxied(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """Subresources served by the pod's kubelet (GET log; GET or POST exec/attach)."""
+        ns, name = t.namespace or "", t.name or ""
+        if t.sub == "log" and request.method == "GET":
+            return await self.pods.logs(request, ns, name)
+        if t.sub in ("exec", "attach") and request.method in ("GET", "POST"):
+            return await self.pods.stream(request, ns, name, t.sub)
+        if t.sub == "portforward" and request.method in ("GET", "POST"):
+            self.registry.get(t.kind, ns, name)  # a missing pod is still a 404
+            # kubectl 1.32 tunnels SPDY frames inside the WebSocket for port-forward; no SPDY here yet.
+            raise bad_request("port-forward is not implemented by netkube yet (kubectl tunnels SPDY/3.1 "
+                              "over WebSocket for it); use `netkube exec` or a Service instead")
         raise method_not_allowed()
 
     # --- reads ------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ class FakeRuntime:
         return p.proc
 
     async def start_container(self, target: Proc, argv: list[str], env: dict[str, str], cwd: str | None,
-                              log_path: Path, what: str) -> Proc:
+                              log_path: Path, what: str, stdin: bool = False, tty: bool = False) -> Proc:
         p = self._new(what, argv, env)
         p.target = target
         p.ignore_term = what.rsplit("/", 1)[-1] in self.ignore_term
@@ -94,6 +94,9 @@ class FakeRuntime:
 
     def forget(self, proc: Proc) -> None:
         pass
+
+    def console(self, proc: Proc) -> None:
+        return None  # fake processes have no stdin to attach to
 
     # --- test controls --------------------------------------------------------------------
     def running(self, what_suffix: str) -> list[FakeProcess]:

@@ -53,8 +53,11 @@ class Runtime(Protocol):
     ) -> Proc: ...
 
     async def start_container(
-        self, target: Proc, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, what: str
+        self, target: Proc, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, what: str,
+        stdin: bool = False, tty: bool = False,
     ) -> Proc: ...
+
+    def console(self, proc: Proc) -> Any: ...  # the held stdin/pty (console.Console) or None
 
     def signal(self, proc: Proc, sig: int) -> None: ...
 

@@ -15,6 +15,8 @@ from netkube.kubelet.node import NodeReporter
 from netkube.kubelet.podworker import PodWorker
 from netkube.kubelet.runtime import ProcessRuntime
 from netkube.kubelet.sandbox import NodeContext, Timings
+from netkube.kubelet.streaming.kubeletpods import KubeletPods
+from netkube.kubelet.streaming.server import KUBELET_PORT, KubeletServer, Launcher, nsexec_launcher
 from netkube.lab.records import Records
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ class Kubelet:
         images: ImageStore | None = None,
         runtime: Runtime | None = None,
         timings: Timings | None = None,
+        port: int = KUBELET_PORT,
+        launcher: Launcher = nsexec_launcher,
     ) -> None:
         self.client = client
         self.cluster = cluster
@@ -56,6 +60,7 @@ class Kubelet:
             client, cluster, node_name, node_ip, lambda: self.ctx.conflist() is not None, self.timings.heartbeat
         )
         self.workers: dict[str, PodWorker] = {}
+        self.server = KubeletServer(KubeletPods(self), node_ip, port, launcher)
         self._tasks: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()  # set once pods are adopted and the watch handler is live
 
@@ -64,6 +69,7 @@ class Kubelet:
             self.ctx.host_resolv = Path("/etc/resolv.conf").read_text()
         except OSError:
             self.ctx.host_resolv = ""
+        serving = await self._serve()
         await self.node.register()
         informers = [asyncio.create_task(self.pods.run()), asyncio.create_task(self.services.run())]
         try:
@@ -80,6 +86,19 @@ class Kubelet:
             for t in [*informers, *self._tasks]:
                 t.cancel()
             await asyncio.gather(*informers, *self._tasks, return_exceptions=True)
+            if serving:
+                await self.server.stop()
+
+    async def _serve(self) -> bool:
+        """Start the logs/exec/attach server; without it pods still run, so a bind failure is logged."""
+        try:
+            await self.server.start()
+        except OSError as e:
+            log.warning("kubelet server on %s:%s not started: %s", self.server.host, self.server.port, e)
+            return False
+        self.node.kubelet_port = self.server.port
+        log.info("kubelet server listening on %s:%d", self.server.host, self.server.port)
+        return True
 
     async def _recover(self) -> dict[str, podstate.PodState]:
         """Adopt live pods from state.json; tear down what is dead or no longer bound here."""

@@ -69,7 +69,7 @@ def node_object(cluster: ClusterConfig, node: str, node_ip: str) -> Obj:
     }
 
 
-def static_status(node: str, node_ip: str, state_dir: Path) -> Obj:
+def static_status(node: str, node_ip: str, state_dir: Path, kubelet_port: int = 10250) -> Obj:
     mem = _memory_ki()
     try:
         st = os.statvfs(state_dir if state_dir.exists() else "/")
@@ -92,7 +92,7 @@ def static_status(node: str, node_ip: str, state_dir: Path) -> Obj:
         "addresses": [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": node}],
         "capacity": capacity,
         "allocatable": allocatable,
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},  # where the apiserver proxies logs/exec
         "nodeInfo": {
             "machineID": _read("/etc/machine-id"),
             "systemUUID": _read("/etc/machine-id"),
@@ -139,6 +139,7 @@ class NodeReporter:
         self.interval = interval
         self._conditions: list[Obj] = []
         self._lease_supported = True
+        self.kubelet_port = 10250  # the kubelet sets the port its server actually bound
 
     async def register(self) -> None:
         """Create the Node (or adopt an existing one), retrying until the apiserver answers."""
@@ -165,7 +166,7 @@ class NodeReporter:
         self._conditions = conditions(self.network_ready(), self._conditions, now_rfc3339())
         status: Obj = {"conditions": self._conditions}
         if full:
-            status.update(static_status(self.node, self.node_ip, self.cluster.state_dir))
+            status.update(static_status(self.node, self.node_ip, self.cluster.state_dir, self.kubelet_port))
         await self.client.patch(NODES, self.node, {"status": status}, sub="status")
         await self.renew_lease()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import time
@@ -27,6 +28,7 @@ from netkube.kubelet.status import (
     restart_delay,
     terminated_state,
 )
+from netkube.kubelet.streaming.logs import previous_log
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -166,8 +168,13 @@ class PodWorker:
         hostname = pod_hostname(self.pod) if not self.pod["spec"].get("hostNetwork") else self.ctx.node_name
         env = container_env(self.pod, spec, self.ctx.services(), self.ctx.cluster, hostname, image_env)
         md = self.pod["metadata"]
+        log_path = Path(rec.log_path)
+        if log_path.exists():
+            # Keep the last instance's output for `kubectl logs --previous`, as the kubelet does.
+            os.replace(log_path, previous_log(log_path))
         proc = await self.ctx.runtime.start_container(
-            self.pause, argv, env, spec.get("workingDir"), Path(rec.log_path), f"container {md['namespace']}/{md['name']}/{cv.name}"
+            self.pause, argv, env, spec.get("workingDir"), log_path, f"container {md['namespace']}/{md['name']}/{cv.name}",
+            stdin=bool(spec.get("stdin")), tty=bool(spec.get("tty")),
         )
         self.procs[cv.name] = proc
         rec.pid, rec.start, rec.container_id = proc.pid, proc.start, secrets.token_hex(32)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from netkube.kubelet import nsexec
+from netkube.kubelet.console import Console, open_pty
 from netkube.kubelet.interfaces import Proc
 from netkube.lab.records import Records, process_start_time
 
@@ -48,6 +49,8 @@ class ProcessRuntime:
         self.python = python
         self.sleep = shutil.which("sleep") or "/bin/sleep"
         self._exits: dict[Proc, asyncio.Future[int | None]] = {}
+        self._consoles: dict[Proc, Console] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # console closes in flight (keep a reference)
 
     # --- network namespaces ---------------------------------------------------------------
     async def _ip(self, *args: str) -> None:
@@ -71,11 +74,12 @@ class ProcessRuntime:
         self.records.forget("netns", name=name)
 
     # --- processes ------------------------------------------------------------------------
-    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path, ready_w: int | None) -> int:
+    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path, ready_w: int | None,
+               stdio: list[tuple[int, ...] | tuple[int, int, str, int, int]] | None = None) -> int:
         # posix_spawn (vfork underneath) keeps the per-pod cost low; setsid so a ^C to the agent's
         # process group does not kill pods, as with containerd-shim.
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+        actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = stdio or [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
             (os.POSIX_SPAWN_DUP2, 1, 2),
@@ -126,15 +130,49 @@ class ProcessRuntime:
         return proc
 
     async def start_container(
-        self, target: Proc, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, what: str
+        self, target: Proc, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, what: str,
+        stdin: bool = False, tty: bool = False,
     ) -> Proc:
         full = [self.python, "-I", "-S", NSEXEC, "--target", str(target.pid), "--private-tmp"]
         if cwd:
             full += ["--cwd", cwd]
         full += ["--", *argv]
         env = {"PATH": DEFAULT_PATH, **env}
-        pid = self._spawn(full, env, log_path, None)
-        return await self._started(pid, what)
+        if not (stdin or tty):
+            return await self._started(self._spawn(full, env, log_path, None), what)
+        console, actions, child_fd = self._console_stdio(log_path, stdin, tty)
+        try:
+            pid = self._spawn(full, env, log_path, None, actions)
+        except BaseException:
+            os.close(console.fd)
+            raise
+        finally:
+            if child_fd is not None:
+                os.close(child_fd)
+        proc = await self._started(pid, what)
+        self._consoles[proc] = console
+        console.start()
+        return proc
+
+    def _console_stdio(self, log_path: Path, stdin: bool, tty: bool) -> tuple[Console, list, int | None]:  # type: ignore[type-arg]
+        """stdin: true keeps a pipe (or, with tty: true, a pty) the kubelet can write for attach."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if tty:
+            master, slave_path = open_pty()
+            # Opened by the child after setsid, without O_NOCTTY: it becomes the controlling terminal.
+            actions = [(os.POSIX_SPAWN_OPEN, 0, slave_path, os.O_RDWR, 0),
+                       (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2),
+                       (os.POSIX_SPAWN_CLOSE, master)]
+            return Console(master, True, log_path), actions, None
+        r, w = os.pipe2(os.O_CLOEXEC)
+        actions = [(os.POSIX_SPAWN_DUP2, r, 0),
+                   (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+                   (os.POSIX_SPAWN_DUP2, 1, 2)]
+        return Console(w, False, log_path), actions, r
+
+    def console(self, proc: Proc) -> Console | None:
+        """The stdin/tty the kubelet holds for a container started with stdin: true (attach uses it)."""
+        return self._consoles.get(proc)
 
     def signal(self, proc: Proc, sig: int) -> None:
         if process_start_time(proc.pid) == proc.start:
@@ -196,3 +234,8 @@ class ProcessRuntime:
         fut = self._exits.get(proc)
         if fut is not None and fut.done():
             del self._exits[proc]
+        console = self._consoles.pop(proc, None)
+        if console is not None:
+            task = asyncio.get_running_loop().create_task(console.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
