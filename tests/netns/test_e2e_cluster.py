@@ -175,6 +175,19 @@ def test_busybox_pod_reaches_service_by_ip_and_dns_name(cluster: Cluster) -> Non
     assert cluster.pod_exec("client", "hostname").stdout.strip() == "client"
 
 
+def test_kubectl_logs_and_exec_reach_the_pod_through_its_kubelet(cluster: Cluster) -> None:
+    cluster.kubectl("run", "talker", "--image=busybox", "--", "sh", "-c", "echo hello from talker; sleep 3600")
+    cluster.wait_ready("run=talker", 1)
+    deadline = time.monotonic() + 10
+    while "hello from talker" not in cluster.kubectl("logs", "talker").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert cluster.kubectl("logs", "talker").stdout == "hello from talker\n"
+    assert cluster.kubectl("exec", "talker", "--", "hostname").stdout == "talker\n"
+    proc = cluster.kubectl("exec", "talker", "--", "sh", "-c", "exit 3", check=False)
+    assert proc.returncode == 3
+    cluster.kubectl("delete", "pod", "talker", "--wait=false")
+
+
 def test_requests_spread_over_every_agnhost_replica_and_nodeport(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", str(EXAMPLES / "hostnames.yaml"))
     pods = cluster.wait_ready("app=hostnames", 3)
