@@ -51,7 +51,8 @@ class Cluster:
 
     def kubectl(self, *args: str, timeout: float = 60, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return run(
-            ["kubectl", "--kubeconfig", str(self.cfg.kubeconfig_path), *args],
+            ["kubectl", "--kubeconfig", str(self.cfg.kubeconfig_path),
+             "--cache-dir", str(self.cfg.state_dir / "kubectl-cache"), *args],
             timeout=timeout, check=check, input=stdin,
         )
 
