@@ -12,6 +12,7 @@ from aiohttp import web
 
 from netkube.client import ApiClient
 from netkube.config import ClusterConfig
+from netkube.supervise import supervise
 
 log = logging.getLogger("netkube.server")
 
@@ -51,8 +52,8 @@ async def serve(cluster: ClusterConfig, sockets: list[socket.socket]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tasks = [
-        asyncio.create_task(_supervise("controllers", lambda: run_controllers(client, cluster))),
-        asyncio.create_task(_supervise("scheduler", lambda: run_scheduler(client, cluster))),
+        asyncio.create_task(supervise("controllers", lambda: run_controllers(client, cluster))),
+        asyncio.create_task(supervise("scheduler", lambda: run_scheduler(client, cluster))),
     ]
     await stop.wait()
     for t in tasks:
@@ -60,21 +61,6 @@ async def serve(cluster: ClusterConfig, sockets: list[socket.socket]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     await client.close()
     await runner.cleanup()
-
-
-async def _supervise(name: str, fn) -> None:  # type: ignore[no-untyped-def]
-    """A control loop that crashes is logged and restarted; the server keeps serving."""
-    delay = 0.5
-    while True:
-        try:
-            await fn()
-            log.warning("%s returned; restarting", name)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s failed; restarting in %.1fs", name, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ import logging
 
 from netkube.client import ENDPOINTSLICES, SERVICES, ApiClient, Informer, Obj
 from netkube.config import MASQ_MARK, ClusterConfig, ConfigError
+from netkube.supervise import gather_cancelling
 from proxy_modes.backend import Backend
 from proxy_modes.conntrack import RealConntrack
 from proxy_modes.kernel.iptables import Iptables, RealIptables
@@ -94,9 +95,4 @@ async def run_proxy(client: ApiClient, cluster: ClusterConfig, node_name: str, n
     log.info("kube-proxy (%s mode) starting on %s (%s)", mode, node_name, node_ip)
     tasks = [asyncio.create_task(services.run()), asyncio.create_task(slices.run()),
              asyncio.create_task(runner.run([services.synced, slices.synced]))]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await gather_cancelling(tasks)

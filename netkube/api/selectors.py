@@ -6,89 +6,30 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from netkube.labels import SelectorError, parse_label_selector, selector_matches, selector_to_string
+
 from .status import bad_request
 
 Obj = dict[str, Any]
 Matcher = Callable[[Obj], bool]
 
-_SET = re.compile(r"^\s*([A-Za-z0-9./_-]+)\s+(in|notin)\s+\((.*)\)\s*$")
-_CMP = re.compile(r"^\s*([A-Za-z0-9./_-]+)\s*(==|!=|=)\s*([A-Za-z0-9._-]*)\s*$")
-_KEY = re.compile(r"^\s*(!?)\s*([A-Za-z0-9./_-]+)\s*$")
-
-
-def _split(expr: str) -> list[str]:
-    """Split on commas outside parentheses: 'a in (x,y),b' -> ['a in (x,y)', 'b']."""
-    parts, depth, cur = [], 0, ""
-    for ch in expr:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    return [p for p in parts if p.strip()]
-
-
 def parse_labels(expr: str | None) -> Matcher:
-    if not expr or not expr.strip():
-        return lambda labels: True
-    reqs: list[Matcher] = []
-    for part in _split(expr):
-        if m := _SET.match(part):
-            key, op, vals = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",") if v.strip()}
-            if op == "in":
-                reqs.append(lambda lb, k=key, vs=vals: lb.get(k) in vs)
-            else:
-                reqs.append(lambda lb, k=key, vs=vals: lb.get(k) not in vs)
-        elif m := _CMP.match(part):
-            key, op, val = m.groups()
-            if op == "!=":
-                reqs.append(lambda lb, k=key, v=val: lb.get(k) != v)
-            else:
-                reqs.append(lambda lb, k=key, v=val: lb.get(k) == v)
-        elif m := _KEY.match(part):
-            neg, key = m.groups()
-            if neg:
-                reqs.append(lambda lb, k=key: k not in lb)
-            else:
-                reqs.append(lambda lb, k=key: k in lb)
-        else:
-            raise bad_request(f"unable to parse requirement: found '{part.strip()}', expected: valid label selector")
-    return lambda labels: all(r(labels) for r in reqs)
+    try:
+        reqs = parse_label_selector(expr)
+    except SelectorError:
+        part = expr or ""
+        raise bad_request(f"unable to parse requirement: found '{part.strip()}', expected: valid label selector") from None
+    return lambda labels: all(r.matches(labels) for r in reqs)
 
 
 def label_selector_string(sel: Obj | None) -> str:
     """metav1.LabelSelector -> 'a=b,c in (d)' as kubectl prints SELECTOR columns."""
-    if not sel:
-        return "<none>"
-    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
-    for e in sel.get("matchExpressions") or []:
-        op, key, vals = e.get("operator"), e.get("key"), ",".join(sorted(e.get("values") or []))
-        parts.append({"In": f"{key} in ({vals})", "NotIn": f"{key} notin ({vals})",
-                      "Exists": key, "DoesNotExist": f"!{key}"}.get(op, key))
-    return ",".join(parts) or "<none>"
+    return (selector_to_string(sel) if sel else "") or "<none>"
 
 
 def match_label_selector(sel: Obj, labels: dict[str, str]) -> bool:
     """Evaluate a metav1.LabelSelector object against labels."""
-    for k, v in (sel.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in sel.get("matchExpressions") or []:
-        op, key, vals = e.get("operator"), e.get("key"), e.get("values") or []
-        if op == "In" and labels.get(key) not in vals:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in vals:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+    return selector_matches(sel, labels)
 
 
 # field labels each kind supports, as upstream's GetAttrs functions (others answer 400)

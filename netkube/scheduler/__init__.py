@@ -6,12 +6,13 @@ import asyncio
 
 from netkube.client import ApiClient
 from netkube.config import ClusterConfig
+from netkube.supervise import gather_cancelling
 
 
 async def run_scheduler(client: ApiClient, cluster: ClusterConfig) -> None:
     """Schedule pods forever; each part is supervised so an error never ends the process."""
-    from netkube.controllers import supervise
     from netkube.scheduler.scheduler import Scheduler
+    from netkube.supervise import supervise
 
     sched = Scheduler(client)
     sched.register()
@@ -19,9 +20,4 @@ async def run_scheduler(client: ApiClient, cluster: ClusterConfig) -> None:
              asyncio.create_task(supervise("scheduler informer nodes", sched.nodes.run))]
     await asyncio.gather(sched.pods.synced.wait(), sched.nodes.synced.wait())
     tasks.append(asyncio.create_task(supervise("scheduler", sched.run)))
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await gather_cancelling(tasks)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netkube.client import Obj
-from netkube.controllers.selectors import selector_matches
+from netkube.labels import selector_matches
 
 MSG_EXISTING_ANTI = "node(s) didn't satisfy existing pods anti-affinity rules"
 MSG_AFFINITY = "node(s) didn't match pod affinity rules"

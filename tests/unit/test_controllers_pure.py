@@ -9,7 +9,7 @@ from netkube.controllers.hashing import compute_hash, fnv1a_32, safe_encode
 from netkube.controllers.nodeipam import CIDRExhausted, next_free_cidr
 from netkube.controllers.podorder import pods_to_delete
 from netkube.controllers.rollout import RolloutError, fenceposts, new_rs_replicas, scaled_value
-from netkube.controllers.selectors import SelectorError, parse_label_selector, selector_matches
+from netkube.labels import SelectorError, parse_label_selector, selector_matches
 from netkube.scheduler.filters import filter_node_affinity, fit_error_message, node_fits, tolerates
 from netkube.scheduler.scoring import rank_nodes
 from netkube.testing.helpers import node

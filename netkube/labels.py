@@ -1,4 +1,4 @@
-"""Label and field selectors: parse the query-string form and match LabelSelector objects."""
+"""Label and field selectors: the query-string form and metav1.LabelSelector objects, for every component."""
 
 from __future__ import annotations
 
