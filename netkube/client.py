@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -64,19 +67,33 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0, *,
+                 ca_file: str | Path | None = None, cert_file: str | Path | None = None,
+                 key_file: str | Path | None = None, token_file: str | Path | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        # TLS (https URLs): the cluster CA, a client cert/key pair, or a token file that is re-read
+        # whenever a session is made, as client-go re-reads rotated service-account tokens
+        self.ca_file, self.cert_file, self.key_file, self.token_file = ca_file, cert_file, key_file, token_file
         self._session: aiohttp.ClientSession | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.base_url.startswith("https:"):
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file:
+            ctx.load_cert_chain(str(self.cert_file), str(self.key_file or self.cert_file))
+        return ctx
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             headers = {"Accept": "application/json", "User-Agent": "netkube"}
-            if self.token:
-                headers["Authorization"] = f"Bearer {self.token}"
+            token = Path(self.token_file).read_text().strip() if self.token_file else self.token
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
             self._session = aiohttp.ClientSession(
-                headers=headers, connector=aiohttp.TCPConnector(limit=64)
+                headers=headers, connector=aiohttp.TCPConnector(limit=64, ssl=self.ssl_context() or True)
             )
         return self._session
 
@@ -210,8 +227,9 @@ Handler = Callable[[str, Obj, Obj | None], Awaitable[None] | None]
 class Informer:
     """List + watch one resource into a cache and call handlers on every change.
 
-    handler(event_type, obj, old) with event_type ADDED/MODIFIED/DELETED. After a watch error it
-    re-lists (410 Gone or a dropped connection) and emits the differences, so no change is lost.
+    handler(event_type, obj, old) with event_type ADDED/MODIFIED/DELETED. A dropped connection
+    resumes the watch from the last resourceVersion; 410 Gone re-lists and emits the differences,
+    so no change is lost or repeated.
     """
 
     def __init__(
@@ -314,6 +332,32 @@ class Informer:
                 backoff = min(backoff * 2, 5.0)
             except (TimeoutError, aiohttp.ClientError, OSError, json.JSONDecodeError) as e:
                 log.debug("watch %s interrupted: %s", self.res.plural, e)
-                need_list = True
+                # like client-go's reflector: resume the watch from the last resourceVersion (the
+                # store replays what was missed, also across an apiserver restart); 410 relists
+                need_list = self._rv is None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def in_cluster_client(sa_dir: Path = SA_DIR) -> ApiClient:
+    """client-go's rest.InClusterConfig: KUBERNETES_SERVICE_HOST/PORT plus the mounted token and CA."""
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise ApiError(0, {"message": "not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set"})
+    host = f"[{host}]" if ":" in host else host
+    if not (sa_dir / "token").exists():  # a cluster started with --insecure-http mounts no token
+        return ApiClient(f"http://{host}:{port}")
+    return ApiClient(f"https://{host}:{port}", ca_file=sa_dir / "ca.crt", token_file=sa_dir / "token")
+
+
+def cluster_client(cluster: Any, who: str, url: str | None = None) -> ApiClient:
+    """A client for a netkube component with its identity from the cluster PKI (netkube/pki.py):
+    "admin", "controller-manager" or "nodes/<node>"; plain HTTP for --insecure-http clusters."""
+    base = url or cluster.api_url_host
+    if cluster.insecure_http:
+        return ApiClient(base.replace("https://", "http://", 1))
+    pki = cluster.pki_dir
+    return ApiClient(base, ca_file=pki / "ca.crt", cert_file=pki / f"{who}.crt", key_file=pki / f"{who}.key")

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..config import ClusterConfig
 from . import discovery, openapi
+from .authn import Authenticator
 from .bootstrap import ensure_system_objects
 from .handlers import ResourceHandlers, parse_path, respond
 from .registry import Registry
@@ -45,8 +46,10 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return respond(ApiStatusError(500, "InternalError", f"Internal error occurred: {type(e).__name__}: {e}").status(), 500)
 
 
-def make_app(store: Store, cluster: ClusterConfig) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[status_errors])
+def make_app(store: Store, cluster: ClusterConfig, authn: Authenticator | None = None) -> web.Application:
+    # authn (netkube/api/authn.py), when given, runs first: 401 before anything else is looked at
+    mws = [authn.middleware, status_errors] if authn is not None else [status_errors]
+    app = web.Application(client_max_size=MAX_BODY, middlewares=mws)
     registry = Registry(store, cluster)
     watches: set[Watch] = set()
     app[REGISTRY] = registry

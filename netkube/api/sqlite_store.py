@@ -1,4 +1,4 @@
-"""SqliteStore: objects and the revision counter in sqlite, plus a bounded in-memory event log."""
+"""SqliteStore: objects, the revision counter and a bounded event log (for watch resumption) in sqlite."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ class SqliteStore:
     """Single-writer store used from the apiserver's event loop thread.
 
     Every write bumps one global revision (like etcd's) and records an event; watchers replay
-    retained events and then follow live ones. The log is memory only, so after a restart a
-    watch can resume only from the current revision onward; older ones get TooOld (410).
+    retained events and then follow live ones. The last log_size events are also kept in an
+    `events` table written in the same transaction as the object, so after a restart a watch
+    resumes from any retained revision, as it would on etcd; older ones get TooOld (410).
     """
 
     def __init__(self, path: str | Path, log_size: int = 10000) -> None:
@@ -37,10 +38,23 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, rev INTEGER, data TEXT)")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS events (rev INTEGER PRIMARY KEY, type TEXT, key TEXT, "
+                             "obj TEXT, prev TEXT)")
             row = self._db.execute("SELECT value FROM meta WHERE name='revision'").fetchone()
             self._rev = int(row[0]) if row else 1
-            self._log_floor = self._rev
+            self._load_log()
         return self._db
+
+    def _load_log(self) -> None:
+        """Refill the in-memory log from the events table; the floor is the revision before the
+        oldest retained event (or the current one when the table is empty, e.g. an older db)."""
+        rows = self.db.execute("SELECT rev, type, key, obj, prev FROM events ORDER BY rev DESC LIMIT ?",
+                               (self.log_size,)).fetchall()
+        rows.reverse()
+        self._log.clear()
+        for rev, etype, key, obj, prev in rows:
+            self._log.append(Event(etype, key, json.loads(obj), json.loads(prev) if prev else None, rev))
+        self._log_floor = rows[0][0] - 1 if rows else self._rev
 
     def revision(self) -> int:
         self.db  # noqa: B018 - opening loads the counter
@@ -73,6 +87,11 @@ class SqliteStore:
                     (key, rev, json.dumps(out, separators=(",", ":"))),
                 )
             db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('revision', ?)", (rev,))
+            db.execute("INSERT INTO events (rev, type, key, obj, prev) VALUES (?, ?, ?, ?, ?)",
+                       (rev, etype, key, json.dumps(out, separators=(",", ":")),
+                        json.dumps(prev, separators=(",", ":")) if prev is not None else None))
+            if rev % 64 == 0:  # trim in batches; the table keeps at least log_size events
+                db.execute("DELETE FROM events WHERE rev <= ?", (rev - self.log_size,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -7,24 +7,35 @@ import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from ..client import ApiClient
 from ..config import ClusterConfig
+from ..kubeconfig import render as render_kubeconfig
 from .app import make_app
+from .authn import Authenticator, server_ssl_context
 from .sqlite_store import SqliteStore
+from .store import Store
 
 
 class ThreadedApiServer:
     """start() binds 127.0.0.1:<free port>; stop() ends it. kubectl() runs the real kubectl at it."""
 
-    def __init__(self, db_path: str, cluster: ClusterConfig | None = None, log_size: int = 10000) -> None:
+    def __init__(self, db_path: str, cluster: ClusterConfig | None = None, log_size: int = 10000, *,
+                 store_factory: Callable[[], Store] | None = None, pki: Path | None = None,
+                 port: int = 0) -> None:
+        """store_factory: another Store (e.g. EtcdStore); pki: a dir from netkube.pki.create_cluster_pki
+        to serve HTTPS with client-cert/token authentication; port: reuse a port across restarts."""
         self.db_path = db_path
         self.cluster = cluster or ClusterConfig()
         self.log_size = log_size
-        self.port = 0
-        self.store: SqliteStore | None = None
+        self.store_factory = store_factory
+        self.pki = pki
+        self.port = port
+        self.store: Store | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -32,17 +43,21 @@ class ThreadedApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.pki else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> ThreadedApiServer:
         ready = threading.Event()
         self.loop = asyncio.new_event_loop()
 
         async def boot() -> None:
-            self.store = SqliteStore(self.db_path, log_size=self.log_size)
-            self._runner = web.AppRunner(make_app(self.store, self.cluster), shutdown_timeout=2.0)
+            self.store = self.store_factory() if self.store_factory else SqliteStore(self.db_path, log_size=self.log_size)
+            authn, tls = None, None
+            if self.pki is not None:
+                authn = Authenticator.from_pki(self.pki / "sa.key", self.pki / "tokens.csv")
+                tls = server_ssl_context(self.pki / "ca.crt", self.pki / "apiserver.crt", self.pki / "apiserver.key")
+            self._runner = web.AppRunner(make_app(self.store, self.cluster, authn), shutdown_timeout=2.0)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=tls, reuse_address=True)
             await site.start()
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -90,7 +105,17 @@ class ThreadedApiServer:
     def kubeconfig(self) -> Path:
         return Path(self._tmp.name) / "kubeconfig"
 
+    def client(self, who: str = "admin") -> ApiClient:
+        """An ApiClient with the given PKI identity (or plain HTTP)."""
+        if self.pki is None:
+            return ApiClient(self.url)
+        return ApiClient(self.url, ca_file=self.pki / "ca.crt", cert_file=self.pki / f"{who}.crt",
+                         key_file=self.pki / f"{who}.key")
+
     def _write_kubeconfig(self) -> None:
+        if self.pki is not None:
+            self.kubeconfig.write_text(render_kubeconfig("t", self.url, self.pki, "admin"))
+            return
         self.kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n"
             f"    server: {self.url}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: t\n"

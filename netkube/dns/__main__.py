@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-from netkube.client import ApiClient
+from netkube.client import SA_DIR, ApiClient
 from netkube.dns.config import DnsConfig, default_config
 from netkube.dns.corefile import CorefileError, parse_corefile
 from netkube.dns.forward import parse_upstreams
@@ -58,7 +58,15 @@ def apiserver_url(arg: str | None) -> str:
     if not host or not port:
         raise SystemExit("netkube.dns: no apiserver: pass --apiserver http://HOST:PORT or set "
                          "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (the kubelet sets them in pods)")
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if (SA_DIR / "token").exists() else "http"  # a token is mounted unless --insecure-http
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def api_client(url: str) -> ApiClient:
+    """In a pod, like client-go's InClusterConfig: the mounted service-account token and CA."""
+    if url.startswith("https:") and (SA_DIR / "token").exists():
+        return ApiClient(url, ca_file=SA_DIR / "ca.crt", token_file=SA_DIR / "token")
+    return ApiClient(url)
 
 
 def initial_config(args: argparse.Namespace, upstreams: list[tuple[str, int]]) -> DnsConfig:
@@ -86,7 +94,7 @@ async def serve(args: argparse.Namespace, url: str | None, upstreams: list[tuple
         servers.append(HealthServer(index, args.bind, args.health_port, args.ready_port))
     if args.metrics_port >= 0:
         servers.append(MetricsServer(metrics, args.bind, args.metrics_port))
-    client = ApiClient(url) if url else None
+    client = api_client(url) if url else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

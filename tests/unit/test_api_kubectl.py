@@ -11,8 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from netkube.api.etcd_store import EtcdStore
 from netkube.api.testing import ThreadedApiServer
 from netkube.client import PODS, ApiClient
+
+from .conftest import etcd_root
 
 MANIFEST = """apiVersion: v1
 kind: ConfigMap
@@ -35,9 +38,13 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedApiServer]:
-    s = ThreadedApiServer(str(tmp_path_factory.mktemp("api") / "store.sqlite")).start()
+@pytest.fixture(scope="module", params=["sqlite", "etcd"])
+def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedApiServer]:
+    factory = None
+    if request.param == "etcd":  # the same kubectl suite against the etcd store
+        url, root = request.getfixturevalue("etcd_url"), etcd_root()
+        factory = lambda: EtcdStore(url, root)  # noqa: E731
+    s = ThreadedApiServer(str(tmp_path_factory.mktemp("api") / "store.sqlite"), store_factory=factory).start()
     try:
         yield s
     finally:

@@ -5,25 +5,39 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from netkube.api.etcd_store import EtcdStore
 from netkube.api.patch import json_patch, strategic_merge
 from netkube.api.selectors import parse_labels
 from netkube.api.sqlite_store import SqliteStore
-from netkube.api.store import KeyExists, RevisionMismatch, TooOld
+from netkube.api.store import KeyExists, KeyMissing, RevisionMismatch, Store, TooOld
 from netkube.api.tables.age import human_duration
 from netkube.api.testing import ThreadedApiServer
 from netkube.client import CONFIGMAPS, PODS, SERVICES, ApiClient, ApiError, Informer
+
+from .conftest import etcd_root
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
 
 
-def test_store_revisions_persist_and_conflict(tmp_path: Path) -> None:
-    s = SqliteStore(tmp_path / "db")
+@pytest.fixture(params=["sqlite", "etcd"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Opens the same store again on each call (a restart): sqlite at one path or etcd under one root."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "db")
+    url, root = request.getfixturevalue("etcd_url"), etcd_root()
+    return lambda: EtcdStore(url, root)
+
+
+async def test_store_revisions_persist_and_conflict(open_store: Callable[[], Store]) -> None:
+    s = open_store()
     a = s.create("/k/a", {"metadata": {"name": "a"}})
     b = s.update("/k/a", {"metadata": {"name": "a"}, "x": 1}, a["metadata"]["resourceVersion"])
     assert int(b["metadata"]["resourceVersion"]) == int(a["metadata"]["resourceVersion"]) + 1
@@ -31,13 +45,26 @@ def test_store_revisions_persist_and_conflict(tmp_path: Path) -> None:
         s.create("/k/a", {"metadata": {"name": "a"}})
     with pytest.raises(RevisionMismatch):
         s.update("/k/a", {"metadata": {}}, a["metadata"]["resourceVersion"])
+    with pytest.raises(KeyMissing):
+        s.delete("/k/none")
+    assert s.list("/k/")[0] == [b] and s.get("/k/a") == b
     rev = s.revision()
     s.close()
-    s2 = SqliteStore(tmp_path / "db")
+    s2 = open_store()
     assert s2.revision() == rev and s2.get("/k/a")["x"] == 1
-    with pytest.raises(TooOld):  # the event log does not survive a restart
-        s2.watch("/k/", rev - 1)
-    assert s2.create("/k/b", {"metadata": {}})["metadata"]["resourceVersion"] == str(rev + 1)
+    # the event log survives a restart (sqlite's events table; etcd's MVCC history)
+    w = s2.watch("/k/", int(a["metadata"]["resourceVersion"]))
+    ev = await asyncio.wait_for(w.queue.get(), 5)
+    assert ev is not None and (ev.type, ev.obj, ev.prev and ev.prev["metadata"]) == ("MODIFIED", b, a["metadata"])
+    c = s2.create("/k/b", {"metadata": {}})
+    assert int(c["metadata"]["resourceVersion"]) > rev
+    d = s2.delete("/k/a", b["metadata"]["resourceVersion"])
+    events = [await asyncio.wait_for(w.queue.get(), 5) for _ in range(2)]
+    assert [(e.type, e.key, e.rev) for e in events if e] == [
+        ("ADDED", "/k/b", int(c["metadata"]["resourceVersion"])),
+        ("DELETED", "/k/a", int(d["metadata"]["resourceVersion"]))]
+    assert events[1] is not None and events[1].obj["x"] == 1  # DELETED carries the last state
+    s2.unwatch(w)
     s2.close()
 
 
@@ -50,6 +77,21 @@ def test_store_log_is_bounded(tmp_path: Path) -> None:
         s.watch("/k/", first)
     w = s.watch("/k/", s.revision() - 2)
     assert w.queue.qsize() == 2
+    s.close()
+
+
+async def test_etcd_compaction_is_too_old(etcd_url: str) -> None:
+    s = EtcdStore(etcd_url, etcd_root())
+    first = s.revision()
+    for i in range(3):
+        s.create(f"/k/{i}", {"metadata": {}})
+    s.compact(s.revision())
+    with pytest.raises(TooOld):
+        s.watch("/k/", first)
+    w = s.watch("/k/", s.revision())  # from the compaction point on is still fine
+    s.create("/k/x", {"metadata": {}})
+    ev = await asyncio.wait_for(w.queue.get(), 5)
+    assert ev is not None and ev.key == "/k/x"
     s.close()
 
 
@@ -66,9 +108,17 @@ def test_selectors_patch_age() -> None:
     assert [human_duration(s) for s in (5, 182, 4 * 3600, 2 * 86400 + 5)] == ["5s", "3m2s", "4h", "2d"]
 
 
-@pytest.fixture
-def srv(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = ThreadedApiServer(str(tmp_path / "store.sqlite"), log_size=50).start()
+def server(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **kw: Any) -> ThreadedApiServer:
+    """An apiserver on sqlite or on the session's etcd (under a fresh key root)."""
+    if kind == "etcd":
+        url, root = request.getfixturevalue("etcd_url"), etcd_root()
+        kw["store_factory"] = lambda: EtcdStore(url, root)
+    return ThreadedApiServer(str(tmp_path / "store.sqlite"), **kw)
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def srv(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = server(request.param, tmp_path, request, log_size=50).start()
     try:
         yield s
     finally:
@@ -144,27 +194,79 @@ async def _watch_events(url: str, rv: str) -> list[dict]:
             return [json.loads(line) for line in (await r.text()).splitlines() if line.strip()]
 
 
-def test_restart_keeps_objects_and_expired_watch(tmp_path: Path) -> None:
-    db = str(tmp_path / "s.sqlite")
-    s = ThreadedApiServer(db).start()
+@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
+def test_restart_keeps_objects_and_expired_watch(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    s = server(kind, tmp_path, request, log_size=5).start()
+    port = s.port
     try:
         r = s.kubectl("run", "keep", "--image=busybox")
         assert r.returncode == 0, r.stderr
         before = json.loads(s.kubectl("get", "pod", "keep", "-o", "json").stdout)
     finally:
         s.stop()
-        s.cleanup()
-    s = ThreadedApiServer(db).start()
+    s.port = port
+    s.start()
     try:
         after = json.loads(s.kubectl("get", "pod", "keep", "-o", "json").stdout)
         assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
         assert after["metadata"]["uid"] == before["metadata"]["uid"]
-        events = asyncio.run(_watch_events(s.url, "1"))
+        for i in range(6):  # more writes than sqlite's log of 5 keeps; etcd compacts explicitly
+            assert s.kubectl("create", "configmap", f"c{i}").returncode == 0
+        if isinstance(s.store, EtcdStore):
+            s.store.compact(s.store.revision())
+        events = asyncio.run(_watch_events(s.url, before["metadata"]["resourceVersion"]))
         assert events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410
         assert events[0]["object"]["reason"] == "Expired"
         # a watch from the current revision works and rv 0 replays existing objects as ADDED
         events = asyncio.run(_watch_events(s.url, "0"))
         assert ("ADDED", "keep") in [(e["type"], e["object"]["metadata"]["name"]) for e in events]
+    finally:
+        s.stop()
+        s.cleanup()
+
+
+async def _watch_until(url: str, rv: str, n: int) -> list[tuple[str, str, str]]:
+    """Read a configmap watch from rv until n events arrived (then disconnect, as a dropped client)."""
+    out: list[tuple[str, str, str]] = []
+    c = ApiClient(url)
+    try:
+        async with asyncio.timeout(10):
+            async for t, o in c.watch(CONFIGMAPS, "default", rv, timeout_seconds=20):
+                if t != "BOOKMARK":
+                    out.append((t, o["metadata"]["name"], o["metadata"]["resourceVersion"]))
+                if len(out) == n:
+                    break
+    finally:
+        await c.close()
+    return out
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
+def test_watch_resumes_across_server_restart(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A client that saw events up to rv A reconnects to a restarted server with A and gets every
+    later change exactly once: those made before the restart it missed, and those after."""
+    s = server(kind, tmp_path, request).start()
+    port = s.port
+    try:
+        start = s.kubectl("get", "configmaps", "-o", "jsonpath={.metadata.resourceVersion}").stdout
+        assert s.kubectl("create", "configmap", "a").returncode == 0
+        seen = asyncio.run(_watch_until(s.url, start, 1))
+        assert [(t, n) for t, n, _ in seen] == [("ADDED", "a")]
+        assert s.kubectl("create", "configmap", "b").returncode == 0  # missed: client is away
+        assert s.kubectl("label", "configmap", "a", "x=1").returncode == 0
+    finally:
+        s.stop()
+    s.port = port
+    s.start()
+    try:
+        assert s.kubectl("delete", "configmap", "b").returncode == 0
+        assert s.kubectl("create", "configmap", "c").returncode == 0
+        resumed = asyncio.run(_watch_until(s.url, seen[-1][2], 4))
+        assert [(t, n) for t, n, _ in resumed] == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b"), ("ADDED", "c")]
+        rvs = [int(rv) for *_, rv in seen + resumed]
+        assert rvs == sorted(set(rvs))  # strictly increasing: nothing twice
+        names = s.kubectl("get", "configmaps", "-o", "name").stdout.split()
+        assert names == ["configmap/a", "configmap/c"]
     finally:
         s.stop()
         s.cleanup()
