@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from proxy_modes.kernel.rules import Rule, parse
 
-BUILTIN_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "MASQUERADE", "MARK", "SNAT"}
+BUILTIN_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "MASQUERADE", "MARK", "SNAT", "REDIRECT"}
 Tables = dict[str, dict[str, list[tuple[str, Rule]]]]
 
 
@@ -136,6 +136,12 @@ class Tracer:
             p.dnat, p.verdict = to, "ACCEPT"
             host, _, port = to.partition(":")
             p.dst, p.dport = host, int(port or p.dport)
+            return [p]
+        if t == "REDIRECT":
+            # DNAT to the node's own address (userspace mode's portals point at its proxy socket).
+            port = rule.target_opt("--to-ports") or str(p.dport)
+            local = pkt.local_ips[0] if pkt.local_ips else "127.0.0.1"
+            p.dnat, p.verdict, p.dst, p.dport = f"{local}:{port}", "ACCEPT", local, int(port)
             return [p]
         if t == "MASQUERADE":
             p.masquerade, p.verdict = True, "ACCEPT"

@@ -6,12 +6,12 @@ import asyncio
 import os
 import sys
 
-from netkube.client import PODS, ApiClient, ApiError
+from netkube.client import PODS, ApiError, cluster_client
 from netkube.config import ClusterConfig, ConfigError
 
 
 async def _get_pod(cluster: ClusterConfig, namespace: str, name: str) -> dict:
-    client = ApiClient(cluster.api_url_host)
+    client = cluster_client(cluster, "admin")
     try:
         return await client.get(PODS, name, namespace)
     except ApiError as e:
@@ -60,6 +60,12 @@ def exec_in_node(cluster: ClusterConfig, node: str, argv: list[str]) -> int:
     if node not in cluster.node_names:
         raise ConfigError(f"no node {node!r} in cluster {cluster.name!r}; nodes: {', '.join(cluster.node_names)}")
     os.execvp("ip", ["ip", "netns", "exec", cluster.node_netns(node), *argv])
+    return 127
+
+
+def exec_in_client(cluster: ClusterConfig, argv: list[str]) -> int:
+    """The external client on the underlay (.200): NodePorts and LoadBalancer IPs as from outside."""
+    os.execvp("ip", ["ip", "netns", "exec", cluster.client_netns, *argv])
     return 127
 
 

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from netkube.client import ApiClient
 from netkube.config import ClusterConfig
+from netkube.supervise import gather_cancelling, supervise
 
 log = logging.getLogger(__name__)
-
-
-async def supervise(name: str, run: Callable[[], Awaitable[None]], backoff: float = 0.5) -> None:
-    """Run forever; an error is logged and the task restarted, never killing the process."""
-    while True:
-        try:
-            await run()
-            log.warning("%s returned; restarting", name)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s crashed; restarting in %.1fs", name, backoff)
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, 10.0)
 
 
 async def run_controllers(client: ApiClient, cluster: ClusterConfig) -> None:
@@ -36,6 +22,7 @@ async def run_controllers(client: ApiClient, cluster: ClusterConfig) -> None:
     from netkube.controllers.endpoints import EndpointsController
     from netkube.controllers.gc import GarbageCollector
     from netkube.controllers.job import JobController
+    from netkube.controllers.loadbalancer import LoadBalancerController
     from netkube.controllers.nodeipam import NodeIpamController
     from netkube.controllers.nodelifecycle import NodeLifecycleController
     from netkube.controllers.nodelifecycle import settings as node_settings
@@ -56,6 +43,7 @@ async def run_controllers(client: ApiClient, cluster: ClusterConfig) -> None:
         "cronjob": CronJobController(client, informers),
         "daemonset": DaemonSetController(client, informers),
         "statefulset": StatefulSetController(client, informers),
+        "loadbalancer": LoadBalancerController(client, informers, cluster),
     }
     for c in controllers.values():
         c.register()  # type: ignore[attr-defined]
@@ -64,9 +52,4 @@ async def run_controllers(client: ApiClient, cluster: ClusterConfig) -> None:
     await informers.wait_synced()  # controllers act on a complete picture, never a partial list
     tasks += [asyncio.create_task(supervise(f"controller {n}", c.run), name=f"controller-{n}")  # type: ignore[attr-defined]
               for n, c in controllers.items()]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await gather_cancelling(tasks)

@@ -59,7 +59,22 @@ def plan(cluster: ClusterConfig) -> list[Step]:
             Step(_sysctl(ns, "net.ipv4.ip_forward", "1")),
             Step(_sysctl(ns, "net.bridge.bridge-nf-call-iptables", "1")),
         ]
-    return steps
+    return steps + client_plan(cluster)
+
+
+def client_plan(cluster: ClusterConfig) -> list[Step]:
+    """An external client on the underlay (like a laptop on the host-only network): NodePort and
+    LoadBalancer addresses are reached from here as from outside the cluster."""
+    ul, ns = cluster.underlay_netns, cluster.client_netns
+    return [
+        Step(("ip", "netns", "add", ns), creates_netns=ns),
+        Step(_ip("link", "set", "lo", "up", netns=ns)),
+        Step(_ip("link", "add", "client", "type", "veth", "peer", "name", "eth0", "netns", ns, netns=ul)),
+        Step(_ip("link", "set", "client", "master", "br0", "up", netns=ul)),
+        Step(_ip("addr", "add", f"{cluster.client_ip}/{cluster.node_prefixlen}", "dev", "eth0", netns=ns)),
+        Step(_ip("link", "set", "eth0", "up", netns=ns)),
+        Step(_ip("route", "add", "default", "via", cluster.underlay_gateway, netns=ns)),
+    ]
 
 
 Runner = Callable[[Sequence[str]], None]

@@ -19,13 +19,16 @@ MATCH_OPTS: dict[str, dict[str, bool]] = {
     "mark": {"--mark": True},
     "conntrack": {"--ctstate": True},
     "addrtype": {"--src-type": True, "--dst-type": True},
+    "set": {"--match-set": True},  # ipvs mode: "--match-set NAME dst,dst" (two words, kept as one value)
 }
+TWO_WORD_OPTS = ("--match-set",)
 TARGET_OPTS: dict[str, dict[str, bool]] = {
     "MARK": {"--or-mark": True, "--xor-mark": True, "--set-xmark": True, "--set-mark": True},
     "DNAT": {"--to-destination": True},
     "REJECT": {"--reject-with": True},
     "MASQUERADE": {"--random-fully": False, "--random": False, "--to-ports": True},
     "ACCEPT": {}, "DROP": {}, "RETURN": {},
+    "REDIRECT": {"--to-ports": True, "--random": False},  # userspace mode's portals
 }
 GENERIC = {"-s": "src", "--source": "src", "-d": "dst", "--destination": "dst", "-p": "proto",
            "--protocol": "proto", "-i": "in_iface", "--in-interface": "in_iface",
@@ -131,6 +134,12 @@ def parse(spec: str | list[str]) -> Rule:
         takes = MATCH_OPTS[owner.name][t]
         if takes and i + 1 >= len(toks):
             raise RuleError(f"option \"{t}\" requires an argument")
+        if t in TWO_WORD_OPTS:
+            if i + 2 >= len(toks):
+                raise RuleError(f"option \"{t}\" requires two arguments")
+            owner.opts.append((neg, t, f"{toks[i + 1]} {toks[i + 2]}"))
+            i, neg = i + 3, False
+            continue
         owner.opts.append((neg, t, toks[i + 1] if takes else None))
         i, neg = i + (2 if takes else 1), False
     for m in rule.matches:
