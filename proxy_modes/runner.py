@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import shutil
+from collections.abc import Callable
 
 from netkube.client import ENDPOINTSLICES, SERVICES, ApiClient, Informer, Obj
 from netkube.config import MASQ_MARK, ClusterConfig, ConfigError
@@ -17,7 +19,21 @@ from proxy_modes.syncrunner import SyncRunner
 from proxy_modes.tracker import ChangeTracker
 
 log = logging.getLogger(__name__)
-MODES = ("iptables", "nftables", "userspace")
+MODES = ("iptables", "nftables", "userspace", "ipvs")
+
+
+def resolve_mode(mode: str, probe: Callable[[], str | None] | None = None) -> str:
+    """The mode kube-proxy will really run: "ipvs" falls back to iptables on a kernel without IPVS,
+    as upstream kube-proxy did (and the tutorials describe), with upstream's error wording."""
+    if mode != "ipvs":
+        return mode
+    from proxy_modes.kernel.ipvs import probe as ipvs_probe
+
+    reason = (probe or ipvs_probe)()
+    if reason is None:
+        return mode
+    log.error("can't use the IPVS proxier: %s; falling back to the iptables proxier", reason)
+    return "iptables"
 
 
 def cleanup_other_modes(mode: str, iptables: Iptables | None = None, nft: Nft | None = None) -> None:
@@ -32,6 +48,10 @@ def cleanup_other_modes(mode: str, iptables: Iptables | None = None, nft: Nft | 
     ipt = iptables if iptables is not None else (RealIptables() if real else None)
     nf = nft if nft is not None else (RealNft() if real else None)
     try:
+        if mode != "ipvs":
+            # First, and keeping the chains iptables mode shares (its own cleanup below removes them
+            # when it is not the active mode): their references would make deleting them fail.
+            _cleanup_ipvs(ipt, real)
         if mode != "iptables" and ipt is not None:
             ipt_cleanup(ipt)
         if mode != "userspace" and ipt is not None:
@@ -40,6 +60,21 @@ def cleanup_other_modes(mode: str, iptables: Iptables | None = None, nft: Nft | 
             nft_cleanup(nf)
     except (OSError, RuntimeError) as e:  # e.g. the nft binary is missing: nothing of it to clean
         log.warning("cleaning up other proxy modes: %s", e)
+
+
+def _cleanup_ipvs(ipt: Iptables | None, real: bool) -> None:
+    """ipvs mode's leftovers: with fakes only the iptables part; on a real kernel also its ipsets,
+    virtual servers and kube-ipvs0 (each part skipped quietly where this kernel lacks it)."""
+    from proxy_modes.ipvs.cleanup import cleanup as ipvs_cleanup
+    from proxy_modes.kernel.ipset import RealIpset
+    from proxy_modes.kernel.ipvs import RealIpvs
+    from proxy_modes.kernel.links import RealLinks
+
+    if not real:
+        ipvs_cleanup(ipt, None, None, None, shared=False)
+        return
+    ipset = RealIpset() if shutil.which("ipset") else None
+    ipvs_cleanup(ipt, ipset, RealIpvs(), RealLinks(), shared=False)
 
 
 def make_backend(mode: str, cluster: ClusterConfig, node_name: str, node_ip: str,
@@ -54,6 +89,8 @@ def make_backend(mode: str, cluster: ClusterConfig, node_name: str, node_ip: str
                          str(ipaddress.IPv4Network(cluster.service_cidr)), MASQ_MARK.bit_length() - 1)
         fake = iptables is not None or nft is not None
         return NftablesProxier(nft or RealNft(), ncfg, None if fake else RealConntrack())
+    if mode == "ipvs":
+        return _ipvs_backend(cluster, node_name, node_ip, iptables)
     if mode == "userspace":
         from proxy_modes.userspace.proxier import UserspaceProxier
 
@@ -68,10 +105,27 @@ def make_backend(mode: str, cluster: ClusterConfig, node_name: str, node_ip: str
     return IptablesProxier(iptables or RealIptables(), cfg, conntrack)
 
 
+def _ipvs_backend(cluster: ClusterConfig, node_name: str, node_ip: str, iptables: Iptables | None) -> Backend:
+    from proxy_modes.ipvs.desired import IpvsConfig
+    from proxy_modes.ipvs.proxier import IpvsProxier
+    from proxy_modes.kernel.ipset import RealIpset
+    from proxy_modes.kernel.ipvs import RealIpvs
+    from proxy_modes.kernel.links import RealLinks
+    from proxy_modes.kernel.sysctl import RealSysctl
+
+    cfg = IpvsConfig(node_name, (node_ip,), str(ipaddress.IPv4Network(cluster.pod_cidr)),
+                     str(ipaddress.IPv4Network(cluster.service_cidr)),
+                     getattr(cluster, "ipvs_scheduler", "rr") or "rr", MASQ_MARK.bit_length() - 1)
+    conntrack = RealConntrack() if iptables is None else None
+    return IpvsProxier(RealIpvs(), RealIpset(), iptables or RealIptables(), RealLinks(), RealSysctl(), cfg, conntrack)
+
+
 async def run_proxy(client: ApiClient, cluster: ClusterConfig, node_name: str, node_ip: str,
                     mode: str = "iptables", iptables: Iptables | None = None,
                     runner_out: list[SyncRunner] | None = None) -> None:
     """Run until cancelled. `runner_out`, if given, receives the SyncRunner (for tests/metrics)."""
+    if iptables is None:
+        mode = await asyncio.to_thread(resolve_mode, mode)  # probes the kernel only when it is real
     backend = make_backend(mode, cluster, node_name, node_ip, iptables)
     # Switching modes: the others' leftovers go first (their own data-driven cleanups; ours untouched).
     await asyncio.to_thread(cleanup_other_modes, mode, iptables)

@@ -1,0 +1,1 @@
+"""kube-proxy's ipvs mode: desired state, iptables companion rules, proxier, cleanup (see README.md)."""
