@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import subprocess
 from typing import Any
 
 from cni.spec import ERR_INVALID_CONFIG, Args, CniError, execute
@@ -49,6 +48,8 @@ def call(plugin_type: str, command: str, conf: dict[str, Any], a: Args,
         plugin = importlib.import_module(module).PLUGIN
         rc, out = execute(plugin, env, stdin)
     else:
+        import subprocess  # only for foreign (reference) delegates
+
         proc = subprocess.run([exe], input=stdin, env=env, capture_output=True, timeout=60)
         rc, out = proc.returncode, proc.stdout.decode()
         if rc and not out.strip():

@@ -1,4 +1,4 @@
-"""Writes the plugin executables (bridge, host-local, loopback, flannel) into a CNI bin dir."""
+"""Writes the plugin executables (bridge, host-local, loopback, flannel, portmap) into a CNI bin dir."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-PLUGINS = {"bridge": "bridge", "host-local": "host_local", "loopback": "loopback", "flannel": "flannel"}
+PLUGINS = {"bridge": "bridge", "host-local": "host_local", "loopback": "loopback", "flannel": "flannel",
+           "portmap": "portmap"}
 
 # -I -S: no site or env lookups at start (the plugins need only the stdlib and this repo).
 TEMPLATE = """#!{python} -IS

@@ -61,3 +61,25 @@ def teardown(network: str, container_id: str) -> None:
     text = teardown_rules(_run(["iptables-save", "-t", "nat"]), chain_name(network, container_id))
     if text:
         _run(["iptables-restore", "-w", "5", "--noflush"], text)
+
+
+def stale_chains(save: str, network: str, valid: set[str]) -> list[str]:
+    """Our CNI-<hash> chains whose comment names this network and a container not in valid."""
+    keep = {chain_name(network, cid) for cid in valid}
+    prefix = f'name: \\"{network}\\" id: \\"'
+    out: list[str] = []
+    for line in save.splitlines():
+        if not line.startswith("-A POSTROUTING ") or prefix not in line:
+            continue
+        chain = line.rsplit("-j ", 1)[-1].strip()
+        if chain.startswith("CNI-") and chain not in keep and chain not in out:
+            out.append(chain)
+    return out
+
+
+def gc(network: str, valid: set[str]) -> None:
+    save = _run(["iptables-save", "-t", "nat"])
+    for chain in stale_chains(save, network, valid):
+        text = teardown_rules(save, chain)
+        if text:
+            _run(["iptables-restore", "-w", "5", "--noflush"], text)

@@ -9,7 +9,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # rtnetlink constants (linux/rtnetlink.h, if_link.h, neighbour.h)
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
@@ -25,6 +25,7 @@ IFLA_BRPORT_MODE = 4  # hairpin
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 1
+IFF_PROMISC = 0x100
 NLA_F_NESTED = 0x8000
 RTNH_F_ONLINK = 4
 
@@ -60,8 +61,7 @@ def _parse_attrs(data: bytes) -> dict[int, bytes]:
     return out
 
 
-@dataclass
-class Link:
+class Link(NamedTuple):  # not a dataclass: see cni.spec.Args on start-up cost
     index: int
     name: str
     mac: str
@@ -169,6 +169,13 @@ class Netlink:
         flags = IFF_UP if up else 0
         change = IFF_UP if up is not None else 0
         self._request(RTM_NEWLINK, NLM_F_ACK, _ifinfo(index, flags, change) + attrs)
+
+    def set_promisc(self, index: int, on: bool) -> None:
+        # `ip link set promisc on`: IFF_PROMISC in ifi_flags with the same bit in ifi_change.
+        self._request(RTM_NEWLINK, NLM_F_ACK, _ifinfo(index, IFF_PROMISC if on else 0, IFF_PROMISC))
+
+    def links(self) -> list[Link]:
+        return [self._link(p) for _t, p in self._request(RTM_GETLINK, NLM_F_DUMP, _ifinfo())]
 
     def set_hairpin(self, index: int, on: bool) -> None:
         # The bridge port flag lives in IFLA_PROTINFO of an AF_BRIDGE setlink (as `bridge link set hairpin`).

@@ -1,4 +1,4 @@
-"""The CNI protocol on the plugin side: env + stdin JSON in, result or error JSON out (spec 1.0.0)."""
+"""The CNI protocol on the plugin side: env + stdin JSON in, result or error JSON out (spec 1.0/1.1)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]
-CURRENT_VERSION = "1.0.0"
+SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+CURRENT_VERSION = "1.1.0"
+# STATUS and GC exist from spec 1.1.0 on; older configs get "unsupported" (code 1) for them.
+V11_COMMANDS = ("STATUS", "GC")
 
 # Well-known error codes of the spec.
 ERR_INCOMPATIBLE_VERSION = 1
@@ -43,18 +44,16 @@ class CniError(Exception):
         return f"{self.msg}: {self.details}" if self.details else self.msg
 
 
-@dataclass
 class Args:
-    """One invocation: env values plus the parsed network config."""
+    """One invocation: env values plus the parsed network config.
 
-    command: str
-    container_id: str
-    netns: str
-    ifname: str
-    path: list[str]
-    conf: dict[str, Any]
-    args: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
+    Plain classes, not dataclasses: every plugin run is a fresh interpreter, and importing
+    dataclasses (inspect, re, ...) alone costs more than the rest of an ADD's Python imports."""
+
+    def __init__(self, command: str, container_id: str, netns: str, ifname: str, path: list[str],
+                 conf: dict[str, Any], args: dict[str, str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.command, self.container_id, self.netns, self.ifname = command, container_id, netns, ifname
+        self.path, self.conf, self.args, self.env = path, conf, args or {}, env or {}
 
     @property
     def version(self) -> str:
@@ -64,11 +63,16 @@ class Args:
 Handler = Callable[[Args], "dict[str, Any] | None"]
 
 
-@dataclass
+def _nothing(_a: Args) -> None:
+    return None
+
+
 class Plugin:
-    add: Handler
-    delete: Handler
-    check: Handler
+    def __init__(self, add: Handler, delete: Handler, check: Handler, status: Handler = _nothing,
+                 gc: Handler = _nothing) -> None:
+        self.add, self.delete, self.check = add, delete, check
+        self.status = status  # 1.1: "ready to serve ADDs?" — an error means not ready
+        self.gc = gc  # 1.1: release what no attachment in cni.dev/valid-attachments holds
 
 
 def parse_cni_args(raw: str) -> dict[str, str]:
@@ -94,9 +98,10 @@ def parse(env: Mapping[str, str], stdin: bytes) -> Args:
     a = Args(command, env.get("CNI_CONTAINERID", ""), env.get("CNI_NETNS", ""), env.get("CNI_IFNAME", ""),
              [p for p in env.get("CNI_PATH", "").split(":") if p], conf, env=dict(env))
     need = {"ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"), "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
-            "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME")}.get(command)
+            "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"), "STATUS": (), "GC": ()}.get(command)
     if need is None:
-        raise CniError(ERR_INVALID_ENV, f"unknown CNI_COMMAND: {command}", "use ADD, DEL, CHECK or VERSION")
+        raise CniError(ERR_INVALID_ENV, f"unknown CNI_COMMAND: {command}",
+                       "use ADD, DEL, CHECK, STATUS, GC or VERSION")
     missing = [k for k in need if not env.get(k)]
     if missing:
         raise CniError(ERR_INVALID_ENV, f"required env variables [{','.join(missing)}] missing")
@@ -104,13 +109,23 @@ def parse(env: Mapping[str, str], stdin: bytes) -> Args:
     if a.version not in SUPPORTED_VERSIONS:
         raise CniError(ERR_INCOMPATIBLE_VERSION, "incompatible CNI versions",
                        f"config is {a.version!r}, plugin supports {SUPPORTED_VERSIONS}")
+    if command in V11_COMMANDS and _vtuple(a.version) < (1, 1, 0):
+        raise CniError(ERR_INCOMPATIBLE_VERSION, f"config version does not allow {command}",
+                       f"{command} needs cniVersion 1.1.0 or later, config is {a.version}")
+    if command == "CHECK" and _vtuple(a.version) < (0, 4, 0):
+        raise CniError(ERR_INCOMPATIBLE_VERSION, "config version does not allow CHECK",
+                       f"CHECK needs cniVersion 0.4.0 or later, config is {a.version}")
     return a
+
+
+def _vtuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
 
 
 def convert_result(result: dict[str, Any], version: str) -> dict[str, Any]:
     """Results are built as 1.0.0; before 1.0.0 each ip also carried "version": "4"."""
     out = dict(result, cniVersion=version)
-    if version != "1.0.0":
+    if _vtuple(version) < (1, 0, 0):
         out["ips"] = [dict(ip, version="6" if ":" in ip["address"] else "4") for ip in result.get("ips", [])]
     else:
         out["ips"] = [{k: v for k, v in ip.items() if k != "version"} for ip in result.get("ips", [])]
@@ -125,7 +140,8 @@ def execute(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> tuple[int, 
             return 0, json.dumps({"cniVersion": CURRENT_VERSION, "supportedVersions": SUPPORTED_VERSIONS})
         a = parse(env, stdin)
         version = a.version
-        handler = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check}[a.command]
+        handler = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check,
+                   "STATUS": plugin.status, "GC": plugin.gc}[a.command]
         result = handler(a)
         if a.command == "ADD" and result is not None:
             return 0, json.dumps(convert_result(result, version))

@@ -25,6 +25,9 @@ def conflist(node_dir: Path) -> dict[str, Any]:
             "dataDir": str(node_dir / "cni/flannel"),
             "delegate": {"hairpinMode": True, "isDefaultGateway": True,
                          "ipam": {"dataDir": str(node_dir / "cni/networks")}},
+        }, {
+            # hostPort → pod, fed by the kubelet's runtimeConfig.portMappings (kube-flannel.yml's list)
+            "type": "portmap", "capabilities": {"portMappings": True},
         }],
     }
 

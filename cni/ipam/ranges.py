@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cni.spec import ERR_INVALID_CONFIG, CniError
 
 IP = ipaddress.IPv4Address
 
 
-@dataclass(frozen=True)
-class Range:
+class Range(NamedTuple):  # not a dataclass: see cni.spec.Args on start-up cost
     subnet: ipaddress.IPv4Network
     start: IP
     end: IP

@@ -75,3 +75,12 @@ class Store:
             except FileNotFoundError:
                 pass
         return released
+
+    def release_unless(self, valid: set[tuple[str, str]]) -> list[str]:
+        gone = [ip for ip, cid, ifn in self._entries() if (cid, ifn) not in valid]
+        for ip in gone:
+            try:
+                os.remove(os.path.join(self.dir, ip))
+            except FileNotFoundError:
+                pass
+        return gone

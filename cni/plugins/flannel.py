@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -50,7 +51,9 @@ def delegate_conf(conf: dict[str, Any], fenv: dict[str, Any]) -> dict[str, Any]:
     ipam = dict(conf.get("ipam") or {})
     ipam.update(d.get("ipam") or {})
     ipam.setdefault("type", "host-local")
-    ipam["ranges"] = [[{"subnet": fenv["subnet"]}]]
+    # flannel-cni parses FLANNEL_SUBNET with net.ParseCIDR, which masks it: 10.244.1.1/24 → 10.244.1.0/24
+    # (the reference host-local refuses a subnet with host bits set).
+    ipam["ranges"] = [[{"subnet": str(ipaddress.IPv4Network(fenv["subnet"], strict=False))}]]
     ipam["routes"] = [{"dst": fenv["network"]}]
     d["ipam"] = ipam
     return d

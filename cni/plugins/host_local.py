@@ -8,7 +8,7 @@ from typing import Any
 
 from cni.ipam.ranges import iterate, parse_ipam, rangeset_str
 from cni.ipam.store import Store
-from cni.spec import ERR_INVALID_CONFIG, ERR_UNKNOWN_CONTAINER, Args, CniError, Plugin, main
+from cni.spec import ERR_INVALID_CONFIG, ERR_TRY_AGAIN, ERR_UNKNOWN_CONTAINER, Args, CniError, Plugin, main
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
@@ -62,7 +62,27 @@ def check(a: Args) -> None:
                        f"host-local: Failed to find address added by container {a.container_id}")
 
 
-PLUGIN = Plugin(add=add, delete=delete, check=check)
+def status(a: Args) -> None:
+    """Ready when the ranges parse and the store directory can be written (spec 1.1 STATUS)."""
+    ipam, store = _setup(a)
+    parse_ipam(ipam)
+    try:
+        with store.locked():
+            pass
+    except OSError as e:
+        raise CniError(ERR_TRY_AGAIN, f"host-local: data dir {store.dir} not usable: {e.strerror}") from None
+
+
+def gc(a: Args) -> None:
+    """Release every address whose (containerID, ifname) is not in cni.dev/valid-attachments."""
+    _ipam, store = _setup(a)
+    valid = {(str(v.get("containerID", "")), str(v.get("ifname", "")))
+             for v in a.conf.get("cni.dev/valid-attachments") or []}
+    with store.locked():
+        store.release_unless(valid)
+
+
+PLUGIN = Plugin(add=add, delete=delete, check=check, status=status, gc=gc)
 
 if __name__ == "__main__":
     sys.exit(main(PLUGIN))

@@ -59,7 +59,7 @@ def test_delegate_conf_like_upstream() -> None:
     assert delegate_conf(conf, fenv) == {
         "type": "bridge", "name": "cbr0", "cniVersion": "1.0.0", "mtu": 1450, "ipMasq": True, "isGateway": True,
         "hairpinMode": True, "isDefaultGateway": True,
-        "ipam": {"type": "host-local", "dataDir": "/n/networks", "ranges": [[{"subnet": "10.244.1.1/24"}]],
+        "ipam": {"type": "host-local", "dataDir": "/n/networks", "ranges": [[{"subnet": "10.244.1.0/24"}]],
                  "routes": [{"dst": "10.244.0.0/16"}]}}
     # user delegate keys win; FLANNEL_IPMASQ=true turns the bridge masquerade off
     d = delegate_conf({"name": "x", "delegate": {"mtu": 1400}}, dict(fenv, ipmasq=True))
@@ -134,6 +134,16 @@ def test_peer_of_skips_incomplete_nodes() -> None:
 
 
 # --- daemon end to end on fakes -------------------------------------------------------------
+async def install_network(api, network: str = "flannel-vxlan") -> None:  # type: ignore[no-untyped-def]
+    """What `netkube network install` does: kube-flannel namespace + ConfigMap kube-flannel-cfg."""
+    from cni.netconf import manifests
+    from netkube.client import CONFIGMAPS, NAMESPACES
+
+    ns, cm = manifests(network, "10.244.0.0/16")
+    await api.create(NAMESPACES, ns)
+    await api.create(CONFIGMAPS, cm, "kube-flannel")
+
+
 async def _until(cond, timeout: float = 3.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -147,6 +157,7 @@ async def test_daemon_waits_for_podcidr_then_publishes_and_follows_nodes(tmp_pat
     from netkube.testing.fake_api import FakeApiClient
 
     api = FakeApiClient()
+    await install_network(api)
     await api.create(NODES, node("node1", None))
     await api.create(NODES, node("node2", "10.244.1.0/24", "192.168.56.102", MAC2))
     nl = fake_node_netlink()
@@ -181,6 +192,7 @@ async def test_daemon_reports_missing_underlay_and_keeps_running(tmp_path, caplo
     from netkube.testing.fake_api import FakeApiClient
 
     api = FakeApiClient()
+    await install_network(api)
     await api.create(NODES, node("node1", "10.244.0.0/24"))
     nl = FakeNetlink()  # no eth0
     d = FlannelDaemon(api, ClusterConfig(), "node1", "192.168.56.101", tmp_path, netlink=nl)  # type: ignore[arg-type]

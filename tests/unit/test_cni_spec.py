@@ -27,7 +27,7 @@ def _plugin(seen: list) -> Plugin:
 def test_version_lists_supported() -> None:
     rc, out = execute(_plugin([]), {"CNI_COMMAND": "VERSION"}, b"")
     assert rc == 0
-    assert json.loads(out) == {"cniVersion": "1.0.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]}
+    assert json.loads(out) == {"cniVersion": "1.1.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]}
 
 
 def test_add_parses_env_and_prints_result() -> None:
