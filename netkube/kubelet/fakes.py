@@ -33,6 +33,8 @@ class FakeRuntime:
         self.procs: dict[Proc, FakeProcess] = {}
         self.ignore_term = ignore_term or set()  # container names that trap SIGTERM
         self.events: list[str] = []  # ordered log: "netns+ x", "pause+", "start c", "kill c 15", ...
+        self.exec_results: dict[str, tuple[int | None, str]] = {}  # exec probe/hook answers (test control)
+        self.execs: list[list[str]] = []
         self._next = 40000
 
     async def create_netns(self, name: str) -> str:
@@ -95,6 +97,21 @@ class FakeRuntime:
     def forget(self, proc: Proc) -> None:
         pass
 
+    def handles(self, proc: Proc, signum: int) -> bool:
+        p = self.procs.get(proc)
+        return p is None or not p.ignore_term  # a fake process "traps" SIGTERM unless told it ignores it
+
+    async def exec_in(self, target: Proc, argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str]:
+        """Answers from exec_results[argv joined by spaces] (code, output); unknown commands exit 0."""
+        p = self.procs.get(target)
+        if p is None or p.exit.done():
+            return 125, "nsexec: no such process"
+        self.execs.append(list(argv))
+        code, out = self.exec_results.get(" ".join(argv), (0, ""))
+        if code is None:
+            await asyncio.sleep(timeout)
+        return code, out
+
     def console(self, proc: Proc) -> None:
         return None  # fake processes have no stdin to attach to
 
@@ -114,10 +131,13 @@ class FakeCni:
         self.fail = fail
         self.attached: dict[str, str] = {}
         self.calls: list[tuple[str, str, dict[str, str]]] = []
+        self.runtime_configs: dict[str, dict[str, Any]] = {}
         self._next = 2
 
-    async def add(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str]) -> dict[str, Any]:
+    async def add(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str],
+                  runtime_config: dict[str, Any] | None = None) -> dict[str, Any]:
         self.calls.append(("ADD", container_id, dict(args)))
+        self.runtime_configs[container_id] = dict(runtime_config or {})
         if self.fail:
             raise CniFailure(self.fail)
         if container_id in self.attached:
@@ -127,7 +147,8 @@ class FakeCni:
         self.attached[container_id] = ip
         return {"cniVersion": "1.0.0", "ips": [{"address": f"{ip}/24", "gateway": "10.244.1.1"}]}
 
-    async def delete(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str]) -> None:
+    async def delete(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str],
+                     runtime_config: dict[str, Any] | None = None) -> None:
         self.calls.append(("DEL", container_id, dict(args)))
         self.attached.pop(container_id, None)
 

@@ -18,9 +18,12 @@ class ImageMissing(Exception):
 
 
 class Cni(Protocol):
-    async def add(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str]) -> dict[str, Any]: ...
+    # runtime_config: the CNI capability args, e.g. {"portMappings": [...]} from containers[].ports[].hostPort
+    async def add(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str],
+                  runtime_config: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
-    async def delete(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str]) -> None: ...
+    async def delete(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str],
+                     runtime_config: dict[str, Any] | None = None) -> None: ...
 
 
 class Image(Protocol):
@@ -65,6 +68,10 @@ class Runtime(Protocol):
 
     def alive(self, proc: Proc) -> bool: ...
 
+    def handles(self, proc: Proc, sig: int) -> bool: ...  # the process installed a handler for sig
+
+    async def exec_in(self, target: Proc, argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str]: ...
+
     def forget(self, proc: Proc) -> None: ...  # done with a reaped process: drop its bookkeeping
 
 
@@ -89,22 +96,25 @@ class NetkubeCni:
             self._cache[path] = hit
         return hit[1]
 
-    async def add(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str]) -> dict[str, Any]:
+    async def add(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str],
+                  runtime_config: dict[str, Any] | None = None) -> dict[str, Any]:
         from cni.invoke import CniError, cni_add
 
         try:
             result: dict[str, Any] = await cni_add(
-                self._conflist(conflist), self.bin_dirs, container_id, netns_path, "eth0", args
+                self._conflist(conflist), self.bin_dirs, container_id, netns_path, "eth0", args, runtime_config
             )
         except CniError as e:
             raise CniFailure(str(e)) from e
         return result
 
-    async def delete(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str]) -> None:
+    async def delete(self, conflist: Path, container_id: str, netns_path: str, args: dict[str, str],
+                     runtime_config: dict[str, Any] | None = None) -> None:
         from cni.invoke import CniError, cni_del
 
         try:
-            await cni_del(self._conflist(conflist), self.bin_dirs, container_id, netns_path, "eth0", args)
+            await cni_del(self._conflist(conflist), self.bin_dirs, container_id, netns_path, "eth0", args,
+                          runtime_config=runtime_config)
         except CniError as e:
             raise CniFailure(str(e)) from e
 
@@ -118,6 +128,13 @@ class _BuiltinImage:
     def command(self, container: dict[str, Any], pod: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
         argv, env = self.inner.command(container, pod, self.assets, sys.executable)
         return list(argv), dict(env)
+
+    @property
+    def init_ignores_sigterm(self) -> bool:
+        # Real busybox's sh/sleep as a container's PID 1 install no SIGTERM handler, so the kernel
+        # drops SIGTERM and only SIGKILL (exit 137) ends them; httpd, nginx and the Go/Python
+        # images exit on SIGTERM. We run busybox without a pid namespace, so emulate the rule.
+        return bool(self.inner.kind == "busybox")
 
 
 class BuiltinImages:

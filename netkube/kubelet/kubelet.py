@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cni.netconf import bin_dirs as cni_bin_dirs
 from netkube.client import PODS, SERVICES, ApiClient, ApiError, Informer
 from netkube.config import ClusterConfig
 from netkube.kubelet import podstate, sandbox
@@ -21,6 +22,15 @@ from netkube.lab.records import Records
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
+
+
+def heartbeat_for(cluster: ClusterConfig) -> float:
+    """Upstream's 10 s node status/lease period assumes the 40 s grace; with a shorter
+    node-monitor-grace-period (a test set-up) report four times per grace period."""
+    from netkube.controllers.nodelifecycle import settings
+
+    grace, _ = settings(cluster.extra)
+    return min(10.0, max(0.2, grace / 4))
 
 
 class Kubelet:
@@ -41,7 +51,7 @@ class Kubelet:
         self.client = client
         self.cluster = cluster
         self.node_name = node_name
-        self.timings = timings or Timings()
+        self.timings = timings or Timings(heartbeat=heartbeat_for(cluster))
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.services = Informer(client, SERVICES)
         self.ctx = NodeContext(
@@ -50,7 +60,7 @@ class Kubelet:
             node_name=node_name,
             node_ip=node_ip,
             records=records,
-            cni=cni or NetkubeCni([str(cluster.state_dir / "cni" / "bin")]),
+            cni=cni or NetkubeCni(cni_bin_dirs(cluster.state_dir, getattr(cluster, "cni_plugins", "netkube"))),
             images=images or BuiltinImages(cluster.state_dir / "images"),
             runtime=runtime or ProcessRuntime(records),
             timings=self.timings,

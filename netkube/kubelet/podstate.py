@@ -33,6 +33,7 @@ class PodState:
     pause_pid: int = 0
     pause_start: int = 0
     start_time: str = ""
+    initialized: bool = False  # every init container completed: a restarted kubelet does not rerun them
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -6,16 +6,17 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from netkube.client import PODS, ApiError
-from netkube.kubelet import podstate, sandbox
+from netkube.kubelet import envfrom, podstate, sandbox
 from netkube.kubelet.envvars import container_env
 from netkube.kubelet.interfaces import CniFailure, ImageMissing, Proc
+from netkube.kubelet.lifecycle import ContainerOps, PodEvents
 from netkube.kubelet.podfiles import pod_hostname
+from netkube.kubelet.probes import ContainerProber, ProbeHooks, ProbeSpec
 from netkube.kubelet.runtime import RuntimeFailure
 from netkube.kubelet.sandbox import NodeContext, SandboxError
 from netkube.kubelet.status import (
@@ -44,6 +45,16 @@ class PodWorker:
         self.state = adopted or podstate.PodState(self.uid, md["namespace"], md["name"], start_time=now_rfc3339())
         self.view = PodView(host_ip=ctx.node_ip, start_time=self.state.start_time)
         self.view.containers = [ContainerView(c["name"], c["image"]) for c in pod["spec"]["containers"]]
+        inits = pod["spec"].get("initContainers") or []
+        self.view.init_containers = [ContainerView(c["name"], c["image"], init=True) for c in inits]
+        self.view.initialized = not inits or self.state.initialized
+        for cv in self.view.init_containers + (self.view.containers if not self.view.initialized else []):
+            cv.state = {"waiting": {"reason": "PodInitializing"}}
+        if inits and self.state.initialized:
+            for cv in self.view.init_containers:  # adopted: they completed under the previous kubelet
+                cv.state = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        self.events = PodEvents(ctx.client, ctx.node_name, pod)
+        self.ops = ContainerOps(ctx.runtime, self.events, lambda: self.state.pod_ip)
         self.pause: Proc | None = None
         self.procs: dict[str, Proc] = {}
         self.terminating = asyncio.Event()
@@ -89,6 +100,8 @@ class PodWorker:
     async def _live(self) -> None:
         try:
             await self._ensure_sandbox()
+            if not await self._run_inits():
+                return
             await asyncio.gather(*(self._container_loop(c, v) for c, v in zip(self.pod["spec"]["containers"], self.view.containers, strict=True)))
         except asyncio.CancelledError:
             raise
@@ -113,19 +126,48 @@ class PodWorker:
         self._dirty.set()
 
     # --- containers -----------------------------------------------------------------------
-    def _restarts(self, code: int | None) -> bool:
+    def _restarts(self, code: int | None, init: bool = False) -> bool:
         policy = self.pod["spec"].get("restartPolicy") or "Always"
+        if init:  # init containers restart on failure unless the pod's policy is Never
+            return policy != "Never" and code != 0
         return policy == "Always" or (policy == "OnFailure" and code != 0)
 
-    async def _container_loop(self, spec: Obj, cv: ContainerView) -> None:
+    async def _run_inits(self) -> bool:
+        """Init containers one after another, each to success, before any app container starts."""
+        if self.view.initialized:
+            return True
+        for spec, cv in zip(self.pod["spec"].get("initContainers") or [], self.view.init_containers, strict=True):
+            if not await self._container_loop(spec, cv, init=True):
+                return False  # failed under restartPolicy Never: the pod is Failed
+        self.state.initialized = True
+        self._save()
+        self.view.initialized = True
+        for cv in self.view.containers:
+            cv.state = {"waiting": {"reason": "ContainerCreating"}}
+        self._dirty.set()
+        return True
+
+    async def _wait_retry(self, cv: ContainerView, reason: str, message: str, tries: int) -> None:
+        t = self.ctx.timings
+        cv.state = {"waiting": {"reason": reason, "message": message}}
+        self.events.warning("Failed", f"Error: {reason}")
+        await self._publish()
+        await asyncio.sleep(min(t.image_base * 2 ** (tries - 1), t.image_max))
+
+    async def _container_loop(self, spec: Obj, cv: ContainerView, init: bool = False) -> bool:
+        """Run one container for the pod's life; for an init container, until it succeeds (True)."""
         t = self.ctx.timings
         rec = self.state.containers.setdefault(cv.name, podstate.ContainerRecord(log_path=str(self.dir / f"{cv.name}.log")))
         proc = Proc(rec.pid, rec.start) if rec.pid else None  # adopted: alive or not, wait() tells
         if proc is not None:
             cv.state = {"running": {"startedAt": rec.started_at}}
             cv.container_id, cv.restart_count, cv.last_state = f"netkube://{rec.container_id}", rec.restart_count, rec.last_state
-        restarts, crashes, pulls = rec.restart_count, 0, 0
+            self.procs[cv.name] = proc
+        restarts, crashes, pulls, config_errors = rec.restart_count, 0, 0, 0
         started = time.monotonic()
+        prober: asyncio.Task[None] | None = None
+        if proc is not None and not init:
+            prober = self._probe(spec, cv, proc, adopted=True)
         while True:
             if proc is None:
                 try:
@@ -133,23 +175,55 @@ class PodWorker:
                 except ImageMissing as e:
                     pulls += 1
                     cv.state = {"waiting": {"reason": "ErrImagePull", "message": f'Failed to pull image "{spec["image"]}": {e}'}}
+                    self.events.normal("Pulling", f'Pulling image "{spec["image"]}"')
+                    self.events.warning("Failed", f'Failed to pull image "{spec["image"]}": {e}')
+                    self.events.warning("Failed", "Error: ErrImagePull")
                     await self._publish()
                     cv.state = {"waiting": {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{spec["image"]}": ErrImagePull: {e}'}}
+                    self.events.normal("BackOff", f'Back-off pulling image "{spec["image"]}"')
+                    self.events.warning("Failed", "Error: ImagePullBackOff")
                     await self._publish()
                     await asyncio.sleep(min(t.image_base * 2 ** (pulls - 1), t.image_max))
                     continue
-                proc = await self._start(spec, cv, rec, image, restarts)
-                started = time.monotonic()
-            code = await self.ctx.runtime.wait(proc)
-            self.ctx.runtime.forget(proc)
-            self.procs.pop(cv.name, None)
-            cv.state = terminated_state(code, rec.started_at, now_rfc3339(), cv.container_id)
+                self.events.pulled(spec)
+                try:
+                    proc = await self._start(spec, cv, rec, image, restarts)
+                except envfrom.EnvError as e:
+                    config_errors += 1
+                    await self._wait_retry(cv, "CreateContainerConfigError", str(e), config_errors)
+                    continue
+                except Exception as e:  # noqa: BLE001 - the image/command cannot start: runc's StartError
+                    log.warning("pod %s/%s container %s failed to start: %s", self.state.namespace, self.state.name, cv.name, e)
+                    self.events.warning("Failed", f"Error: failed to create containerd task: failed to create shim task: {e}")
+                    proc = None
+                    code: int | None = 128
+                    cv.state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": str(e),
+                                               "startedAt": "1970-01-01T00:00:00Z", "finishedAt": now_rfc3339()}}
+                else:
+                    started = time.monotonic()
+                    if not await self.ops.post_start(spec, proc):
+                        await self.ops.stop(spec, proc, self.grace_seconds(), f"FailedPostStartHook: Container {cv.name} failed post start hook")
+                    elif not init:
+                        prober = self._probe(spec, cv, proc)
+            if proc is not None:
+                code = await self.ctx.runtime.wait(proc)
+                if prober is not None:
+                    prober.cancel()
+                    await asyncio.gather(prober, return_exceptions=True)
+                    prober = None
+                self.ctx.runtime.forget(proc)
+                self.procs.pop(cv.name, None)
+                cv.state = terminated_state(code, rec.started_at, now_rfc3339(), cv.container_id)
             rec.pid = rec.start = 0
             proc = None
             self._save()
             self._dirty.set()
-            if self.terminating.is_set() or not self._restarts(code):
-                return
+            if self.terminating.is_set():
+                return False
+            if init and code == 0:
+                return True
+            if not self._restarts(code, init):
+                return False
             if time.monotonic() - started >= t.restart_reset:
                 crashes = 0
             delay = restart_delay(crashes, t.restart_base, t.restart_max)
@@ -158,16 +232,52 @@ class PodWorker:
             if delay > 0:
                 msg = f"back-off {format_duration(delay)} restarting failed container={cv.name} pod={format_pod(self.pod)}"
                 cv.state = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
+                self.events.warning("BackOff", f"Back-off restarting failed container {cv.name} in pod {format_pod(self.pod)}")
                 self._dirty.set()
                 await asyncio.sleep(delay)
             restarts += 1
 
+    def _probe(self, spec: Obj, cv: ContainerView, proc: Proc, adopted: bool = False) -> asyncio.Task[None]:
+        """Start the container's probes; without probes it is started and ready at once."""
+        cv.started = cv.probe_ready = False
+
+        def set_started() -> None:
+            cv.started = True
+            self._dirty.set()
+
+        def set_ready(ok: bool) -> None:
+            if cv.probe_ready != ok:
+                cv.probe_ready = ok
+                self._dirty.set()
+
+        async def probe(ps: ProbeSpec) -> Any:
+            return await self.ops.action(cv.name, spec, proc, ps.action, ps.timeout)
+
+        async def unhealthy(ps: ProbeSpec, output: str) -> None:
+            self.events.warning("Unhealthy", f"{ps.kind} probe failed: {output}")
+
+        async def restart(ps: ProbeSpec) -> None:
+            grace = ps.grace if ps.grace is not None else self.grace_seconds(deleting=False)
+            await self.ops.stop(spec, proc, min(grace, self.ctx.timings.max_grace),
+                                f"Container {cv.name} failed {ps.kind.lower()} probe, will be restarted")
+
+        hooks = ProbeHooks(probe, unhealthy, set_started, set_ready, restart, self.ctx.timings.probe_scale)
+        # An adopted container has been up for a while: its initial delays are long over.
+        prober = ContainerProber(spec, hooks, started_at=0.0 if adopted else None)
+        return asyncio.create_task(prober.run())
+
     async def _start(self, spec: Obj, cv: ContainerView, rec: podstate.ContainerRecord, image: Any, restarts: int) -> Proc:
         assert self.pause is not None
-        argv, image_env = image.command(spec, self.pod)
         hostname = pod_hostname(self.pod) if not self.pod["spec"].get("hostNetwork") else self.ctx.node_name
-        env = container_env(self.pod, spec, self.ctx.services(), self.ctx.cluster, hostname, image_env)
         md = self.pod["metadata"]
+        sources = await envfrom.fetch(self.ctx.client, md["namespace"], spec)
+        svc_env = container_env(self.pod, {**spec, "env": []}, self.ctx.services(), self.ctx.cluster, hostname, {})
+        env_vars = envfrom.resolve(self.pod, spec, svc_env, sources, self.ctx.node_ip, self.state.pod_ip)
+        argv, image_env = image.command(envfrom.expanded_container(spec, env_vars), self.pod)
+        env = {**image_env, **env_vars}
+        self.ops.envs[cv.name] = env
+        if getattr(image, "init_ignores_sigterm", False):
+            self.ops.pid1_default.add(cv.name)
         log_path = Path(rec.log_path)
         if log_path.exists():
             # Keep the last instance's output for `kubectl logs --previous`, as the kubelet does.
@@ -181,6 +291,8 @@ class PodWorker:
         rec.started_at, rec.restart_count = now_rfc3339(), restarts
         cv.container_id, cv.image_id, cv.restart_count = f"netkube://{rec.container_id}", image.image_id, restarts
         cv.state = {"running": {"startedAt": rec.started_at}}
+        self.events.normal("Created", f"Created container: {cv.name}")
+        self.events.normal("Started", f"Started container {cv.name}")
         self._save()
         self._dirty.set()
         return proc
@@ -190,28 +302,26 @@ class PodWorker:
             podstate.save(self.dir / "state.json", self.state)
 
     # --- graceful termination -------------------------------------------------------------
-    def grace_seconds(self) -> float:
+    def grace_seconds(self, deleting: bool = True) -> float:
         md, spec = self.pod["metadata"], self.pod["spec"]
-        grace = md.get("deletionGracePeriodSeconds")
+        grace = md.get("deletionGracePeriodSeconds") if deleting else None
         if grace is None:
             grace = spec.get("terminationGracePeriodSeconds", 30)
         return float(max(0, min(grace, self.ctx.timings.max_grace)))
 
     async def _shutdown(self) -> None:
-        rt = self.ctx.runtime
-        procs = list(self.procs.values())
-        for p in procs:
-            rt.signal(p, signal.SIGTERM)
+        # Upstream killContainersWithSyncResult: every container in parallel, each with preStop,
+        # SIGTERM and SIGKILL after the pod's grace period.
+        grace = self.grace_seconds()
+        spec = self.pod["spec"]
+        specs = {c["name"]: c for c in spec["containers"] + (spec.get("initContainers") or [])}
+        procs = list(self.procs.items())
         if procs:
-            waits = [asyncio.ensure_future(rt.wait(p)) for p in procs]
-            _, pending = await asyncio.wait(waits, timeout=self.grace_seconds())
-            if pending:
-                for p in procs:
-                    rt.signal(p, signal.SIGKILL)  # grace period over, as the kubelet does
-                await asyncio.gather(*pending)
-            for p in procs:
-                rt.forget(p)
+            await asyncio.gather(*(self.ops.stop(specs.get(n, {"name": n}), p, grace) for n, p in procs))
+            for _, p in procs:
+                self.ctx.runtime.forget(p)
         self.procs.clear()
+        await self.events.flush()
         await sandbox.teardown(self.ctx, self.state, self.dir)
 
     # --- status ---------------------------------------------------------------------------

@@ -180,6 +180,44 @@ class ProcessRuntime:
                 os.kill(proc.pid, sig)
             except ProcessLookupError:
                 pass
+            if sig == signal.SIGKILL:
+                # A container's processes die with it (runc kills the whole cgroup). Ours share the
+                # session/process group setsid gave the container process, so kill that group too.
+                try:
+                    os.killpg(proc.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def handles(self, proc: Proc, sig: int) -> bool:
+        """Whether the process catches sig (SigCgt in /proc/<pid>/status). A container's PID 1 that
+        does not is immune to it (the kernel drops default-action signals to a pid-namespace init)."""
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+        except (OSError, ValueError):
+            pass
+        return True
+
+    async def exec_in(self, target: Proc, argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str]:
+        """Run argv in the target's namespaces (exec probes and hooks); (None, output) on timeout."""
+        full = [self.python, "-I", "-S", NSEXEC, "--target", str(target.pid), "--", *argv]
+        proc = await asyncio.create_subprocess_exec(
+            *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env={"PATH": DEFAULT_PATH, **env}, start_new_session=True,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except BaseException as e:  # timeout or cancelled: end the command and anything it started
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await asyncio.shield(proc.wait())
+            if isinstance(e, TimeoutError):
+                return None, ""
+            raise
+        return proc.returncode, out.decode("utf-8", "replace")
 
     def alive(self, proc: Proc) -> bool:
         fut = self._exits.get(proc)

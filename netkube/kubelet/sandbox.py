@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import signal
@@ -15,6 +16,7 @@ from netkube.config import ClusterConfig
 from netkube.kubelet import podstate
 from netkube.kubelet.interfaces import Cni, CniFailure, ImageStore, Proc, Runtime
 from netkube.kubelet.podfiles import pod_hostname, render_hosts, render_resolv_conf, write_pod_files
+from netkube.kubelet.satoken import service_account_binds
 from netkube.lab.records import Records
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Timings:
     sandbox_retry_max: float = 30.0
     max_grace: float = 30.0
     heartbeat: float = 10.0
+    probe_scale: float = 1.0  # multiplies probe initialDelay/period (tests only; timeouts stay real)
 
 
 @dataclass
@@ -79,6 +82,29 @@ def cni_args(st: podstate.PodState) -> dict[str, str]:
     }
 
 
+def runtime_config(pod: dict[str, Any]) -> dict[str, Any]:
+    """CNI capability args as containerd derives them: portMappings from every container port with a
+    hostPort (containerPort, protocol lower-case, hostIP when set)."""
+    maps = []
+    for c in pod["spec"].get("containers", []):
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                m = {"hostPort": int(p["hostPort"]), "containerPort": int(p["containerPort"]),
+                     "protocol": str(p.get("protocol") or "TCP").lower()}
+                if p.get("hostIP"):
+                    m["hostIP"] = p["hostIP"]
+                maps.append(m)
+    return {"portMappings": maps} if maps else {}
+
+
+def _saved_runtime_config(pod_dir: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((pod_dir / "cni-runtime-config.json").read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
 async def create(ctx: NodeContext, pod: dict[str, Any], st: podstate.PodState, pod_dir: Path) -> Proc:
     """Make the sandbox, recording each piece in st (saved to state.json) before it is made."""
     pod_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +122,12 @@ async def create(ctx: NodeContext, pod: dict[str, Any], st: podstate.PodState, p
         st.netns = ctx.cluster.pod_netns(st.uid)
         podstate.save(pod_dir / "state.json", st)
         netns_path = await ctx.runtime.create_netns(st.netns)
-        result = await ctx.cni.add(conflist, st.uid, netns_path, cni_args(st))
+        rc = runtime_config(pod)
+        if rc:  # kept for DEL, which must see the same capability args as ADD
+            (pod_dir / "cni-runtime-config.json").write_text(json.dumps(rc))
+        # runtime_config only when there is one: Cni implementations without the parameter keep working
+        result = await (ctx.cni.add(conflist, st.uid, netns_path, cni_args(st), rc) if rc
+                        else ctx.cni.add(conflist, st.uid, netns_path, cni_args(st)))
         try:
             st.pod_ip = result["ips"][0]["address"].split("/")[0]
         except (KeyError, IndexError, AttributeError) as e:
@@ -105,10 +136,11 @@ async def create(ctx: NodeContext, pod: dict[str, Any], st: podstate.PodState, p
     hosts = render_hosts(pod, ctx.cluster, [st.pod_ip])
     resolv_path, hosts_path = write_pod_files(pod_dir, resolv, hosts)
     md = pod["metadata"]
+    sa_binds = await service_account_binds(ctx.client, ctx.cluster, pod, pod_dir)
     pause = await ctx.runtime.start_pause(
         netns_path,
         None if host_network else pod_hostname(pod),
-        [(str(resolv_path), "/etc/resolv.conf"), (str(hosts_path), "/etc/hosts")],
+        [(str(resolv_path), "/etc/resolv.conf"), (str(hosts_path), "/etc/hosts"), *sa_binds],
         pod_dir / "pause.log",
         f"pause {md['namespace']}/{md['name']}",
     )
@@ -129,7 +161,10 @@ async def teardown(ctx: NodeContext, st: podstate.PodState, pod_dir: Path, remov
         conflist = ctx.conflist()
         if conflist is not None:
             try:
-                await ctx.cni.delete(conflist, st.uid, f"/run/netns/{st.netns}", cni_args(st))
+                saved = _saved_runtime_config(pod_dir)
+                netns_path = f"/run/netns/{st.netns}"
+                await (ctx.cni.delete(conflist, st.uid, netns_path, cni_args(st), saved) if saved
+                       else ctx.cni.delete(conflist, st.uid, netns_path, cni_args(st)))
             except CniFailure as e:
                 log.warning("CNI DEL for pod %s/%s failed (continuing): %s", st.namespace, st.name, e)
         await ctx.runtime.delete_netns(st.netns)

@@ -22,18 +22,31 @@ class ContainerView:
     restart_count: int = 0
     state: Obj = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: Obj = field(default_factory=dict)
+    started: bool = False  # the startup probe passed (or there is none) for the running instance
+    probe_ready: bool = False  # the readiness probe passed (or there is none) since it started
+    init: bool = False  # an init container: ready means it completed
 
     @property
     def running(self) -> bool:
         return "running" in self.state
+
+    @property
+    def completed(self) -> bool:
+        return (self.state.get("terminated") or {}).get("exitCode") == 0
+
+    @property
+    def ready(self) -> bool:
+        if self.init:
+            return self.completed
+        return self.running and self.started and self.probe_ready
 
     def to_status(self) -> Obj:
         out: Obj = {
             "name": self.name,
             "image": self.image,
             "imageID": self.image_id,
-            "ready": self.running,  # no probes yet: running means ready
-            "started": self.running,
+            "ready": self.ready,
+            "started": self.running and self.started,
             "restartCount": self.restart_count,
             "state": self.state,
             "lastState": self.last_state,
@@ -50,6 +63,8 @@ class PodView:
     start_time: str = ""
     sandbox_ready: bool = False
     containers: list[ContainerView] = field(default_factory=list)
+    init_containers: list[ContainerView] = field(default_factory=list)
+    initialized: bool = True
 
 
 def terminated_state(exit_code: int | None, started_at: str, finished_at: str, container_id: str) -> Obj:
@@ -75,8 +90,14 @@ def terminated_state(exit_code: int | None, started_at: str, finished_at: str, c
     }
 
 
-def pod_phase(restart_policy: str, containers: list[ContainerView]) -> str:
-    """Mirrors upstream getPhase for pods without init containers."""
+def pod_phase(restart_policy: str, containers: list[ContainerView], inits: list[ContainerView] | None = None) -> str:
+    """Mirrors upstream getPhase: Pending while init containers run, Failed if one failed under Never."""
+    for c in inits or []:
+        if c.completed:
+            continue
+        if restart_policy == "Never" and ("terminated" in c.state or "terminated" in c.last_state):
+            return "Failed"
+        return "Pending"
     running = waiting = stopped = succeeded = 0
     for c in containers:
         if "running" in c.state:
@@ -118,8 +139,9 @@ def _condition(ctype: str, ok: bool, prev: dict[str, Obj], now: str, reason: str
 def build_status(pod: Obj, view: PodView, now: str) -> Obj:
     prev = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
     spec = pod["spec"]
-    phase = pod_phase(spec.get("restartPolicy") or "Always", view.containers)
-    unready = [c.name for c in view.containers if not c.running]
+    phase = pod_phase(spec.get("restartPolicy") or "Always", view.containers, view.init_containers)
+    unready = [c.name for c in view.containers if not c.ready]
+    pending_init = [c.name for c in view.init_containers if not c.completed]
     if phase == "Succeeded":
         reason = "PodCompleted"
     else:
@@ -128,7 +150,8 @@ def build_status(pod: Obj, view: PodView, now: str) -> Obj:
     all_ready = not unready and phase == "Running"
     conditions = [
         _condition("PodReadyToStartContainers", view.sandbox_ready, prev, now),
-        _condition("Initialized", True, prev, now),
+        _condition("Initialized", view.initialized or not pending_init, prev, now, "ContainersNotInitialized",
+                   f"containers with incomplete status: [{' '.join(pending_init)}]"),
         _condition("Ready", all_ready, prev, now, reason, msg),
         _condition("ContainersReady", all_ready, prev, now, reason, msg),
         _condition("PodScheduled", True, prev, now),
@@ -142,6 +165,8 @@ def build_status(pod: Obj, view: PodView, now: str) -> Obj:
         "containerStatuses": [c.to_status() for c in view.containers],
         "qosClass": qos_class(pod),
     }
+    if view.init_containers:
+        status["initContainerStatuses"] = [c.to_status() for c in view.init_containers]
     if view.pod_ip:
         status["podIP"] = view.pod_ip
         status["podIPs"] = [{"ip": view.pod_ip}]

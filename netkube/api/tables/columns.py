@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cluster, network, workloads
+from . import batchapps, cluster, network, workloads
 from .printer import Printer, default_printer
 
 PRINTERS: dict[str, Printer] = {
@@ -11,6 +11,8 @@ PRINTERS: dict[str, Printer] = {
     "Node": cluster.NODES, "Namespace": cluster.NAMESPACES, "Event": cluster.EVENTS,
     "ConfigMap": cluster.CONFIGMAPS, "Secret": cluster.SECRETS, "ServiceAccount": cluster.SERVICEACCOUNTS,
     "Lease": cluster.LEASES,
+    "StatefulSet": batchapps.STATEFULSETS, "DaemonSet": batchapps.DAEMONSETS, "Job": batchapps.JOBS,
+    "CronJob": batchapps.CRONJOBS,
 }
 
 __all__ = ["PRINTERS", "Printer", "default_printer"]
