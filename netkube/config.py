@@ -13,6 +13,8 @@ CLUSTER_DOMAIN = "cluster.local"
 VXLAN_VNI = 1
 VXLAN_PORT = 8472
 MASQ_MARK = 0x4000
+PROXY_MODES = ("iptables", "nftables", "userspace", "ipvs")  # ipvs falls back to iptables without IPVS
+IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
 
 
 class ConfigError(ValueError):
@@ -32,6 +34,22 @@ class ClusterConfig:
     api_port: int = API_PORT
     state_root: str = str(STATE_ROOT)
     extra: dict[str, str] = field(default_factory=dict)
+    # pod network add-on: flannel-vxlan | flannel-host-gw | none (`netkube network install` later)
+    network: str = "flannel-vxlan"
+    # CNI plugin binaries: netkube's own, or "reference" = /usr/lib/cni first in CNI_PATH
+    cni_plugins: str = "netkube"
+    # LoadBalancer addresses, "first-last" on the node network; "" = .240-.250 of --node-cidr.
+    lb_pool: str = ""
+    # apiserver storage: "sqlite" (store.sqlite in the state dir) or "etcd" at etcd_endpoints.
+    store: str = "sqlite"
+    etcd_endpoints: str = ""
+    # plain HTTP without authentication instead of HTTPS with the cluster CA (netkube up --insecure-http)
+    insecure_http: bool = False
+    # kube-proxy --ipvs-scheduler (ipvs mode): rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq
+    ipvs_scheduler: str = "rr"
+    # machine mode (`netkube server` / `join` on real machines): the control plane's address on the node
+    # network, e.g. 192.168.56.101; "" = the emulator's node1 address
+    api_address: str = ""
 
     # --- validation -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -74,8 +92,35 @@ class ClusterConfig:
             for b in names[i + 1 :]:
                 if nets[a].overlaps(nets[b]):
                     raise ConfigError(f"{a} {nets[a]} overlaps {b} {nets[b]}; choose disjoint ranges")
-        if self.proxy_mode not in ("iptables",):
-            raise ConfigError(f"--proxy-mode {self.proxy_mode!r} is not available; choose: iptables")
+        self._validate_lb_pool(nets["--node-cidr"])
+        self._validate_network()
+        if self.proxy_mode not in PROXY_MODES:
+            raise ConfigError(f"--proxy-mode {self.proxy_mode!r} is not available; choose: {', '.join(PROXY_MODES)}")
+        if self.ipvs_scheduler not in IPVS_SCHEDULERS:
+            raise ConfigError(f"--ipvs-scheduler {self.ipvs_scheduler!r} is unknown; choose: {', '.join(IPVS_SCHEDULERS)}")
+
+    def _validate_lb_pool(self, node_net: ipaddress.IPv4Network) -> None:
+        if node_net.num_addresses < 252:
+            raise ConfigError(f"--node-cidr {self.node_cidr} has no room for the client (.200) and the "
+                              f"LoadBalancer pool (.240-.250); use a /24")
+        try:
+            ips = [ipaddress.IPv4Address(ip) for ip in self.lb_pool_ips]
+        except ValueError as e:
+            raise ConfigError(f"--lb-pool {self.lb_pool!r} is not a range such as 192.168.56.240-192.168.56.250: {e}") from e
+        taken = {self.node_ip(n) for n in self.node_names} | {self.underlay_gateway, self.client_ip}
+        bad = [str(ip) for ip in ips if ip not in node_net or str(ip) in taken]
+        if not ips or bad:
+            raise ConfigError(f"--lb-pool {self.lb_pool!r} must be free addresses of --node-cidr {self.node_cidr} "
+                              f"(not nodes .101+, the gateway .1 or the client .200); bad: {bad or 'empty'}")
+
+    def _validate_network(self) -> None:
+        from cni.netconf import BACKENDS, CNI_PLUGIN_SETS
+
+        if self.network not in (*BACKENDS, "none"):
+            raise ConfigError(f"--network {self.network!r} is unknown; choose: {', '.join(BACKENDS)} "
+                              f"(or --no-network)")
+        if self.cni_plugins not in CNI_PLUGIN_SETS:
+            raise ConfigError(f"--cni-plugins {self.cni_plugins!r} is unknown; choose: {', '.join(CNI_PLUGIN_SETS)}")
 
     # --- derived values ---------------------------------------------------------------------
     @property
@@ -102,15 +147,24 @@ class ClusterConfig:
     @property
     def api_host(self) -> str:
         """Where nodes and pods reach the apiserver: the control-plane node's IP."""
-        return self.node_ip("node1")
+        return self.api_address or self.node_ip("node1")
+
+    @property
+    def api_scheme(self) -> str:
+        return "http" if self.insecure_http else "https"
 
     @property
     def api_url_nodes(self) -> str:
-        return f"http://{self.api_host}:{self.api_port}"
+        return f"{self.api_scheme}://{self.api_host}:{self.api_port}"
 
     @property
     def api_url_host(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{self.api_scheme}://127.0.0.1:{self.api_port}"
+
+    @property
+    def pki_dir(self) -> Path:
+        """The cluster CA and the certificates `netkube up` issues (see netkube/pki.py)."""
+        return self.state_dir / "pki"
 
     def service_ip(self, index: int) -> str:
         return str(ipaddress.IPv4Network(self.service_cidr)[index])
@@ -131,7 +185,27 @@ class ClusterConfig:
     def node_port_max(self) -> int:
         return int(self.node_port_range.split("-")[1])
 
+    @property
+    def lb_pool_ips(self) -> list[str]:
+        """The LoadBalancer pool, in allocation order (MetalLB L2: addresses on the node network)."""
+        net = ipaddress.IPv4Network(self.node_cidr)
+        if self.lb_pool:
+            first, _, last = self.lb_pool.partition("-")
+            lo, hi = ipaddress.IPv4Address(first.strip()), ipaddress.IPv4Address((last or first).strip())
+        else:
+            lo, hi = net[240], net[250]
+        return [str(ipaddress.IPv4Address(i)) for i in range(int(lo), int(hi) + 1)]
+
+    @property
+    def client_ip(self) -> str:
+        """The external client's address on the underlay (.200 of the node network)."""
+        return str(ipaddress.IPv4Network(self.node_cidr)[200])
+
     # --- host object names (see docs/architecture.md) -----------------------------------------
+    @property
+    def client_netns(self) -> str:
+        return f"{self.name}-client"
+
     @property
     def underlay_netns(self) -> str:
         return f"{self.name}-underlay"

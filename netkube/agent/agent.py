@@ -6,29 +6,35 @@ import asyncio
 import logging
 import signal
 
-from netkube.client import ApiClient
+from netkube.client import cluster_client
 from netkube.config import ClusterConfig
 from netkube.lab.records import Records
+from netkube.supervise import supervise
 
 log = logging.getLogger("netkube.agent")
 
 
 class NodeAgent:
-    def __init__(self, cluster: ClusterConfig, node: str, api_url: str | None = None) -> None:
+    def __init__(self, cluster: ClusterConfig, node: str, api_url: str | None = None, *,
+                 node_ip: str | None = None, iface: str = "eth0") -> None:
         self.cluster = cluster
         self.node = node
-        self.node_ip = cluster.node_ip(node)
+        self.node_ip = node_ip or cluster.node_ip(node)
+        self.iface = iface  # the node network interface: eth0 in the emulator, e.g. eth1 on a Vagrant VM
         self.api_url = api_url or cluster.api_url_nodes
 
     async def run(self) -> None:
         from cni.flannel.daemon import FlannelDaemon
+        from netkube.agent.proxymode import ProxyModeSwitcher
+        from netkube.agent.speaker import IpAddresses, Speaker
         from netkube.kubelet.kubelet import Kubelet
-        from proxy_modes.runner import run_proxy
 
-        client = ApiClient(self.api_url)
+        # the node's own client certificate (CN=system:node:<node>, O=system:nodes), as a kubelet's
+        client = cluster_client(self.cluster, f"nodes/{self.node}", self.api_url)
         records = Records(self.cluster.records_path)
         kubelet = Kubelet(client, self.cluster, self.node, self.node_ip, records)
-        flannel = FlannelDaemon(client, self.cluster, self.node, self.node_ip, self.cluster.node_dir(self.node))
+        flannel = FlannelDaemon(client, self.cluster, self.node, self.node_ip, self.cluster.node_dir(self.node),
+                                iface=self.iface)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -36,25 +42,14 @@ class NodeAgent:
         components = {
             "kubelet": kubelet.run,
             "flannel": flannel.run,
-            "kube-proxy": lambda: run_proxy(client, self.cluster, self.node, self.node_ip, self.cluster.proxy_mode),
+            # kube-proxy in the mode ConfigMap kube-system/kube-proxy names, switched live on edits.
+            "kube-proxy": ProxyModeSwitcher(client, self.cluster, self.node, self.node_ip).run,
+            # MetalLB-style L2 speaker: the elected node holds each LoadBalancer IP on its eth0.
+            "speaker": Speaker(client, self.cluster, self.node, IpAddresses(self.iface)).run,
         }
-        tasks = [asyncio.create_task(self._supervise(name, fn), name=name) for name, fn in components.items()]
+        tasks = [asyncio.create_task(supervise(name, fn), name=name) for name, fn in components.items()]
         await stop.wait()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.close()
-
-    async def _supervise(self, name: str, fn) -> None:  # type: ignore[no-untyped-def]
-        """A component that crashes is logged and restarted; the agent never dies of one."""
-        delay = 0.5
-        while True:
-            try:
-                await fn()
-                log.warning("%s returned; restarting", name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s failed; restarting in %.1fs", name, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)

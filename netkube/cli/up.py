@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from netkube.client import NODES, PODS, ApiClient, ApiError
+from netkube.client import NODES, PODS, ApiClient, ApiError, cluster_client
 from netkube.config import ClusterConfig, ConfigError
 from netkube.lab import topology
 from netkube.lab.processes import python_module_argv, spawn_detached
@@ -46,6 +46,11 @@ class _Step:
 
 
 def write_kubeconfig(cluster: ClusterConfig) -> Path:
+    from netkube import kubeconfig
+
+    if not cluster.insecure_http:  # kubeadm's admin.conf: CA data + admin client cert (system:masters)
+        text = kubeconfig.render(cluster.name, cluster.api_url_host, cluster.pki_dir, "admin")
+        return kubeconfig.write(cluster.kubeconfig_path, text)
     name = cluster.name
     text = f"""apiVersion: v1
 kind: Config
@@ -121,11 +126,11 @@ async def _wait_nodes_ready(client: ApiClient, names: list[str], timeout: float)
 
 
 async def _create_addons(client: ApiClient, cluster: ClusterConfig) -> None:
-    from netkube.addons import coredns
+    from netkube.addons import coredns, kubeproxy
     from netkube.client import CONFIGMAPS, DEPLOYMENTS, SERVICES
 
     kinds = {"Service": SERVICES, "Deployment": DEPLOYMENTS, "ConfigMap": CONFIGMAPS}
-    for obj in coredns.manifests(cluster):
+    for obj in [*kubeproxy.manifests(cluster), *coredns.manifests(cluster)]:
         res = kinds[obj["kind"]]
         for _ in range(50):
             try:
@@ -165,6 +170,9 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
     from netkube.cli.doctor import problems
 
     cluster.validate()
+    if cluster.cni_plugins == "reference" and not Path("/usr/lib/cni/bridge").exists():
+        raise ConfigError("--cni-plugins reference needs Debian's reference CNI plugins in /usr/lib/cni; "
+                          "install them with `apt-get install containernetworking-plugins` (scripts/setup does)")
     if cluster.state_dir.exists() and (cluster.state_dir / "cluster.json").exists():
         raise ConfigError(
             f"a cluster named {cluster.name!r} already exists ({cluster.state_dir}); "
@@ -178,6 +186,14 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
     t0 = time.monotonic()
     if not quiet:
         print(f"Creating cluster {cluster.name!r} with {cluster.nodes} node(s), proxy mode {cluster.proxy_mode}")
+    if cluster.proxy_mode == "ipvs":
+        from proxy_modes.kernel.ipvs import probe as ipvs_probe
+
+        reason = ipvs_probe()  # a read-only IPVS dump; the node namespaces share this kernel
+        if reason:
+            print(f"WARNING: can't use the IPVS proxier: {reason}. kube-proxy falls back to iptables mode, "
+                  "as upstream does; for real IPVS use a kernel with ip_vs (scripts/vm-test boots one)",
+                  file=sys.stderr)
     cluster.save()
     records = Records(cluster.records_path)
     try:
@@ -190,6 +206,18 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
             install_plugins(cluster.state_dir / "cni" / "bin", sys.executable)
             prepare_assets(cluster.state_dir / "images")
         log_dir = cluster.log_dir
+        if not cluster.insecure_http:
+            with progress.step("cluster CA and certificates (HTTPS, client-cert and token authentication)"):
+                from netkube.pki import create_cluster_pki
+
+                create_cluster_pki(cluster.pki_dir, cluster.api_host, cluster.kubernetes_service_ip,
+                                   cluster.cluster_domain, cluster.node_names)
+        if cluster.store == "etcd" and not cluster.etcd_endpoints:
+            with progress.step("etcd (Debian's etcd on loopback, data in the state dir)"):
+                from netkube.lab.etcd import start_cluster_etcd
+
+                cluster.etcd_endpoints = start_cluster_etcd(cluster.state_dir, records, log_dir / "etcd.log")
+                cluster.save()  # the server and `netkube status` read the endpoint from cluster.json
         with progress.step(f"control plane (apiserver on 127.0.0.1:{cluster.api_port} and {cluster.api_host}:{cluster.api_port})"):
             server_pid = spawn_detached(
                 python_module_argv(
@@ -211,8 +239,13 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
                     netns=cluster.node_netns(node),
                 )
             asyncio.run(_run_async_step(_nodes_ready, cluster, timeout))
-        with progress.step(f"cluster DNS (coredns behind kube-dns {cluster.dns_service_ip})"):
-            asyncio.run(_run_async_step(_dns, cluster, timeout))
+        if cluster.network == "none":
+            if not quiet:
+                print(f"No pod network: nodes stay NotReady and pods Pending until "
+                      f"`netkube network install flannel-vxlan --name {cluster.name}` (or flannel-host-gw).")
+        else:
+            with progress.step(f"cluster DNS (coredns behind kube-dns {cluster.dns_service_ip})"):
+                asyncio.run(_run_async_step(_dns, cluster, timeout))
     except BaseException:
         if not quiet:
             print(f"netkube up failed; logs are in {cluster.log_dir}. `netkube down --name {cluster.name}` removes what was made.",
@@ -225,7 +258,7 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
 
 
 async def _run_async_step(fn, cluster: ClusterConfig, timeout: float, *extra) -> None:  # type: ignore[no-untyped-def]
-    client = ApiClient(cluster.api_url_host)
+    client = cluster_client(cluster, "admin")
     try:
         await fn(client, cluster, timeout, *extra)
     finally:
@@ -236,10 +269,27 @@ async def _wait_api_only(client: ApiClient, cluster: ClusterConfig, timeout: flo
     await _wait_api(client, timeout, pid, log)
     # Add-ons go in as soon as the API serves, so their pods schedule the moment nodes are Ready.
     await _create_addons(client, cluster)
+    if cluster.network != "none":  # the pod network add-on, before the agents so flannel starts at once
+        from netkube.cli.network import install
+
+        await install(client, cluster.network, cluster.pod_cidr)
 
 
 async def _nodes_ready(client: ApiClient, cluster: ClusterConfig, timeout: float) -> None:
+    if cluster.network == "none":  # --no-network: nodes register but stay NotReady, as without a CNI add-on
+        await _wait_nodes_registered(client, cluster.node_names, timeout)
+        return
     await _wait_nodes_ready(client, cluster.node_names, timeout)
+
+
+async def _wait_nodes_registered(client: ApiClient, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        have = {n["metadata"]["name"] for n in (await client.list(NODES)).get("items", [])}
+        if set(names) <= have:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"nodes did not register within {timeout:.0f}s: {sorted(set(names) - have)}")
 
 
 async def _dns(client: ApiClient, cluster: ClusterConfig, timeout: float) -> None:

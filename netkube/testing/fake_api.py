@@ -21,10 +21,10 @@ from typing import Any
 
 from netkube import client as api
 from netkube.api.defaults import default_tolerations
+from netkube.api.patch import merge_patch
 from netkube.client import ApiError, Obj, Resource
 from netkube.controllers.kinds import WORKLOADS
 from netkube.labels import SelectorError, fields_match, labels_match
-from netkube.api.patch import merge_patch
 
 # The apiserver's generateName suffix: 5 characters from this alphabet (no vowels, no 0/1/3).
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
