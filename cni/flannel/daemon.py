@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cni import netconf
-from cni.flannel import files, hostgw, vxlan
+from cni.flannel import files, hostgw, masq, vxlan
 from cni.flannel.netlink import PyRoute2Netlink, VxlanNetlink
 from netkube.client import CONFIGMAPS, NODES, ApiClient, Informer
 from netkube.config import VXLAN_PORT, VXLAN_VNI, ClusterConfig
@@ -47,6 +47,8 @@ class FlannelDaemon:
         self.ready = asyncio.Event()  # set once the conflist is written (NetworkReady)
         self._changed = asyncio.Event()
         self._executor: Any = None
+        # Off only for tests on fake netlink (no iptables there) and for a bridge-masquerade setup.
+        self.ip_masq = netlink is None
 
     # --- steps, each usable on its own (tests drive them with static node data) -------------
     def setup_node(self, pod_cidr: str) -> str:
@@ -62,8 +64,12 @@ class FlannelDaemon:
             # An existing, working flannel.1 is kept (never deleted and re-made), so a flannel
             # restart does not drop the neighbour/FDB entries live connections depend on.
             mac = vxlan.ensure_device(self.nl, VXLAN_VNI, VXLAN_PORT, self.node_ip, self.iface, mtu, pod_cidr)
+        # flanneld masquerades for the node (FLANNEL_IPMASQ=true, as kube-flannel.yml runs it with
+        # --ip-masq), so the bridge plugin skips its per-pod nat chain.
+        if self.ip_masq:
+            masq.apply(self.cluster.pod_cidr, pod_cidr)
         files.write_atomic(self.node_dir / "run/flannel/subnet.env",
-                           files.subnet_env(self.cluster.pod_cidr, pod_cidr, mtu))
+                           files.subnet_env(self.cluster.pod_cidr, pod_cidr, mtu, ipmasq=self.ip_masq))
         return mac
 
     def annotations(self, mac: str) -> dict[str, str]:
