@@ -66,6 +66,34 @@ def manifests(cluster: ClusterConfig, replicas: int = 2) -> list[dict[str, Any]]
                                 {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"},
                                 {"containerPort": 9153, "name": "metrics", "protocol": "TCP"},
                             ],
+                            # As upstream's coredns.yaml.base / kubeadm ship them.
+                            "resources": {
+                                "limits": {"memory": "170Mi"},
+                                "requests": {"cpu": "100m", "memory": "70Mi"},
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/health", "port": 8080, "scheme": "HTTP"},
+                                "initialDelaySeconds": 60,
+                                "timeoutSeconds": 5,
+                                "successThreshold": 1,
+                                "failureThreshold": 5,
+                            },
+                            "readinessProbe": {
+                                "httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"},
+                                "periodSeconds": 10,
+                            },
+                            # Not in upstream's manifest. The kubelet probes readiness as soon as
+                            # the container starts, before the server has bound :8181, and then
+                            # only every 10 s: `netkube up` (which waits for DNS) took ~13 s. A
+                            # 1 s startup probe on the same endpoint makes the first readiness probe
+                            # (run at once when startup succeeds) land right after the first sync.
+                            # Liveness and readiness are as upstream; the threshold only bounds how
+                            # long a server that never syncs waits before it is restarted.
+                            "startupProbe": {
+                                "httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"},
+                                "periodSeconds": 1,
+                                "failureThreshold": 300,
+                            },
                         }
                     ],
                 },
