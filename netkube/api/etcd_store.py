@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
+import collections
 import http.client
 import json
 import logging
@@ -41,24 +43,82 @@ def range_end(prefix: str) -> str:
     return base64.b64encode(b"\0").decode()  # all 0xff: to the end of the keyspace
 
 
+def _load(raw: bytes | str, rev: int) -> Obj:
+    obj: Obj = json.loads(raw or b"{}")
+    obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
+    return obj
+
+
+class _Cache:
+    """upstream's watch cache in small: every object under the root as of `rev` (as JSON text with
+    its resourceVersion, so a LIST can splice it unparsed), the events after `floor`, and the watchers served from them. One etcd watch
+    stream (`task`) keeps it current; this process's own writes are applied at once when they are
+    the very next revision (the usual case: the apiserver is etcd's only writer)."""
+
+    def __init__(self, objs: dict[str, str], rev: int, log_size: int,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.objs = objs
+        self.keys = sorted(objs)
+        self.rev = self.floor = rev
+        self.log: collections.deque[Event] = collections.deque(maxlen=log_size)
+        self.loop = loop
+        self.subs: dict[Watch, int] = {}  # watcher -> deliver events newer than this revision
+        self.pending: collections.deque[Event] = collections.deque()  # applied, not yet fanned out
+        self.task: asyncio.Task[None] | None = None
+
+    def apply(self, ev: Event) -> None:
+        """Record ev (caller holds the store's lock and has checked ev.rev > self.rev)."""
+        if ev.type == "DELETED":
+            if self.objs.pop(ev.key, None) is not None:
+                i = bisect.bisect_left(self.keys, ev.key)
+                if i < len(self.keys) and self.keys[i] == ev.key:
+                    del self.keys[i]
+        else:
+            if ev.key not in self.objs:
+                bisect.insort(self.keys, ev.key)
+            self.objs[ev.key] = json.dumps(ev.obj, separators=(",", ":"))
+        self.rev = ev.rev
+        if len(self.log) == self.log.maxlen:
+            self.floor = self.log[0].rev
+        self.log.append(ev)
+        self.pending.append(ev)
+
+    def drain(self) -> None:
+        """Hand pending events to the watchers, in revision order (on the loop's thread)."""
+        while self.pending:
+            ev = self.pending.popleft()
+            for w, after in self.subs.items():
+                if ev.rev > after and ev.key.startswith(w.prefix):
+                    w.queue.put_nowait(ev)
+
+
 class EtcdStore:
     """Objects as JSON values under root+key; resourceVersion is etcd's mod_revision, as upstream.
 
     The Store protocol is synchronous (the registry calls it from the apiserver's event loop, as it
-    calls sqlite), so KV calls use one keep-alive HTTP/1.1 connection; each call is a single
-    round trip on loopback. Watches are asyncio tasks streaming /v3/watch with aiohttp.
+    calls sqlite). Reads and watches are served from an in-memory watch cache that one shared etcd
+    watch stream keeps current (started on first use from an event loop), so GET/LIST/watch never
+    wait on etcd; a read right after a write the cache has not seen yet goes to etcd. Writes are
+    single round trips on one keep-alive HTTP/1.1 connection. A watch from a revision older than the
+    cache's window gets its own etcd watch stream (or TooOld once etcd compacted that history).
     """
 
-    def __init__(self, endpoint: str, root: str = "", timeout: float = 10.0) -> None:
+    def __init__(self, endpoint: str, root: str = "", timeout: float = 10.0, log_size: int = 10000) -> None:
         u = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
         if u.scheme != "http" or not u.hostname:
             raise ValueError(f"--etcd-endpoints {endpoint!r}: give a plain http URL such as http://127.0.0.1:2379")
         self.endpoint = f"http://{u.hostname}:{u.port or 2379}"
         self.root = root.rstrip("/")
         self.timeout = timeout
+        self.log_size = log_size
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()  # ThreadedApiServer tests may call in from another thread
-        self._watches: dict[Watch, asyncio.Task[None]] = {}
+        self._mu = threading.RLock()  # the cache, _written and _compacted
+        self._cache: _Cache | None = None
+        self._written = 0  # newest revision this store wrote: reads wait for the cache to reach it
+        self._compacted = 0  # history before this revision is gone (compact() through this store)
+        self._watches: dict[Watch, asyncio.Task[None]] = {}  # watches with their own etcd stream
+        self.streams_opened = 0  # etcd watch streams this store opened (the cache's and per-watch)
 
     # --- transport ----------------------------------------------------------------------------
     def _call(self, path: str, body: Obj) -> Obj:
@@ -94,27 +154,132 @@ class EtcdStore:
         return self.root + key
 
     def _decode(self, kv: Obj, rev: int | None = None) -> Obj:
-        obj: Obj = json.loads(base64.b64decode(kv.get("value", "")) or b"{}")
-        obj.setdefault("metadata", {})["resourceVersion"] = str(rev or int(kv["mod_revision"]))
-        return obj
+        return _load(base64.b64decode(kv.get("value", "")), rev or int(kv["mod_revision"]))
 
     @staticmethod
-    def _encode(obj: Obj) -> str:
+    def _raw(obj: Obj) -> bytes:
         # upstream stores objects without resourceVersion and sets it from mod_revision on read
         md = obj.get("metadata") or {}
         stored = {**obj, "metadata": {k: v for k, v in md.items() if k != "resourceVersion"}}
-        return base64.b64encode(json.dumps(stored, separators=(",", ":")).encode()).decode()
+        return json.dumps(stored, separators=(",", ":")).encode()
+
+    @classmethod
+    def _encode(cls, obj: Obj) -> str:
+        return base64.b64encode(cls._raw(obj)).decode()
+
+    # --- the watch cache ----------------------------------------------------------------------
+    def _fresh(self) -> _Cache | None:
+        """The cache when it holds every write this store made (starting it on first use from a
+        loop); None means: ask etcd."""
+        c = self._cache
+        if c is None or (c.task is not None and c.task.done()):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+            c = self._start_cache(loop)
+        return c if c.rev >= self._written else None
+
+    def _start_cache(self, loop: asyncio.AbstractEventLoop) -> _Cache:
+        k = self._key("/")
+        out = self._call("/v3/kv/range", {"key": b64(k), "range_end": range_end(k)})
+        strip = len(self.root)
+        objs = {unb64(kv["key"])[strip:]: json.dumps(self._decode(kv), separators=(",", ":"))
+                for kv in out.get("kvs") or []}
+        c = _Cache(objs, int(out["header"]["revision"]), self.log_size, loop)
+        with self._mu:
+            old, self._cache = self._cache, c
+        if old is not None:
+            self._end_cache(old)
+        c.task = loop.create_task(self._follow(c))
+        return c
+
+    def _end_cache(self, c: _Cache) -> None:
+        with self._mu:
+            if self._cache is c:
+                self._cache = None
+            subs = list(c.subs)
+            c.subs.clear()
+        if c.task is not None and not c.task.done():
+            c.task.cancel()
+        for w in subs:
+            w.queue.put_nowait(None)  # its client re-watches from its last resourceVersion
+
+    async def _follow(self, c: _Cache) -> None:
+        """The cache's one etcd watch: every change under the root after c.rev, in order."""
+        k = self._key("/")
+        strip = len(self.root)
+
+        def on_event(ev: Obj) -> None:
+            kv = ev["kv"]
+            rev = int(kv["mod_revision"])
+            with self._mu:
+                if rev <= c.rev:
+                    return  # already applied when this store wrote it
+                c.apply(self._event(ev, strip))
+                c.drain()
+
+        try:
+            await self._stream_from(k, c.rev + 1, on_event)
+        finally:
+            if self._cache is c:
+                self._end_cache(c)
+
+    def _publish(self, c: _Cache | None, ev: Event) -> None:
+        """A write of ours: into the cache now if it is the next revision, else the stream brings it."""
+        with self._mu:
+            self._written = max(self._written, ev.rev)
+            if c is None or c is not self._cache or ev.rev != c.rev + 1:
+                return
+            c.apply(ev)
+        try:
+            here = asyncio.get_running_loop() is c.loop
+        except RuntimeError:
+            here = False
+        if here:
+            with self._mu:
+                c.drain()
+        elif not c.loop.is_closed():
+            c.loop.call_soon_threadsafe(self._drain, c)
+
+    def _drain(self, c: _Cache) -> None:
+        with self._mu:
+            c.drain()
 
     # --- Store protocol -----------------------------------------------------------------------
     def revision(self) -> int:
+        c = self._fresh()
+        if c is not None:
+            return c.rev
         out = self._call("/v3/kv/range", {"key": b64(self._key("/")), "count_only": True})
         return int(out["header"]["revision"])
 
     def get(self, key: str) -> Obj | None:
+        c = self._fresh()
+        if c is not None:
+            with self._mu:
+                hit = c.objs.get(key)
+            return json.loads(hit) if hit else None
         kvs = self._call("/v3/kv/range", {"key": b64(self._key(key))}).get("kvs") or []
         return self._decode(kvs[0]) if kvs else None
 
+    def list_json(self, prefix: str) -> tuple[list[str], int] | None:
+        c = self._fresh()
+        if c is None:
+            return None
+        with self._mu:
+            keys, objs = c.keys, c.objs
+            i = bisect.bisect_left(keys, prefix)
+            hits = []
+            while i < len(keys) and keys[i].startswith(prefix):
+                hits.append(objs[keys[i]])
+                i += 1
+            return hits, c.rev
+
     def list(self, prefix: str) -> tuple[list[Obj], int]:
+        cached = self.list_json(prefix)
+        if cached is not None:
+            return [json.loads(t) for t in cached[0]], cached[1]
         k = self._key(prefix)
         out = self._call("/v3/kv/range", {"key": b64(k), "range_end": range_end(k)})
         return [self._decode(kv) for kv in out.get("kvs") or []], int(out["header"]["revision"])
@@ -136,43 +301,72 @@ class EtcdStore:
         return {"target": "VERSION", "result": "GREATER", "version": "0"}
 
     def create(self, key: str, obj: Obj) -> Obj:
-        put = {"request_put": {"key": b64(self._key(key)), "value": self._encode(obj)}}
+        c = self._cache
+        raw = self._raw(obj)
+        put = {"request_put": {"key": b64(self._key(key)), "value": base64.b64encode(raw).decode()}}
         ok, out = self._txn(key, {"target": "VERSION", "result": "EQUAL", "version": "0"}, put)
         if not ok:
             raise KeyExists(key)
-        return self._result(obj, out)
+        rev = int(out["header"]["revision"])
+        self._publish(c, Event("ADDED", key, _load(raw, rev), None, rev))
+        return _load(raw, rev)
 
     def update(self, key: str, obj: Obj, expect_rv: str | None = None) -> Obj:
-        put = {"request_put": {"key": b64(self._key(key)), "value": self._encode(obj)}}
+        c = self._cache
+        raw = self._raw(obj)
+        put = {"request_put": {"key": b64(self._key(key)), "value": base64.b64encode(raw).decode(),
+                               "prev_kv": True}}
         ok, out = self._txn(key, self._compare_rev(expect_rv), put)
         if not ok:
             raise RevisionMismatch(key) if self._exists(out) else KeyMissing(key)
-        return self._result(obj, out)
+        rev = int(out["header"]["revision"])
+        prev_kv = (out["responses"][0].get("response_put") or {}).get("prev_kv")
+        prev = self._decode(prev_kv) if prev_kv else None
+        self._publish(c, Event("MODIFIED", key, _load(raw, rev), prev, rev))
+        return _load(raw, rev)
 
     def delete(self, key: str, expect_rv: str | None = None) -> Obj:
+        c = self._cache
         op = {"request_delete_range": {"key": b64(self._key(key)), "prev_kv": True}}
         ok, out = self._txn(key, self._compare_rev(expect_rv), op)
         if not ok:
             raise RevisionMismatch(key) if self._exists(out) else KeyMissing(key)
-        prev = out["responses"][0]["response_delete_range"].get("prev_kvs") or []
-        if not prev:
+        prev_kvs = out["responses"][0]["response_delete_range"].get("prev_kvs") or []
+        if not prev_kvs:
             raise KeyMissing(key)
-        return self._decode(prev[0], int(out["header"]["revision"]))
-
-    @staticmethod
-    def _result(obj: Obj, out: Obj) -> Obj:
-        res: Obj = json.loads(json.dumps(obj))
-        res.setdefault("metadata", {})["resourceVersion"] = str(out["header"]["revision"])
-        return res
+        rev = int(out["header"]["revision"])
+        self._publish(c, Event("DELETED", key, self._decode(prev_kvs[0], rev), self._decode(prev_kvs[0]), rev))
+        return self._decode(prev_kvs[0], rev)
 
     def compact(self, rev: int) -> None:
         """Drop history before rev (as kube-apiserver's compactor does every 5 minutes)."""
         self._call("/v3/kv/compaction", {"revision": str(rev), "physical": True})
+        with self._mu:
+            self._compacted = max(self._compacted, rev)
 
     def watch(self, prefix: str, from_rev: int) -> Watch:
+        loop = asyncio.get_running_loop()
+        c = self._fresh() or self._cache
+        if c is None or c.loop is not loop:
+            c = self._start_cache(loop)
+        with self._mu:
+            if from_rev <= 0:
+                from_rev = c.rev
+            if from_rev < self._compacted:
+                raise TooOld(from_rev, self._compacted)
+            if from_rev >= c.floor:
+                c.drain()  # what is pending reaches the current watchers, the new one replays it
+                w = Watch(prefix)
+                for ev in c.log:
+                    if ev.rev > from_rev and ev.key.startswith(prefix):
+                        w.queue.put_nowait(ev)
+                c.subs[w] = from_rev
+                return w
+        return self._watch_etcd(prefix, from_rev)
+
+    def _watch_etcd(self, prefix: str, from_rev: int) -> Watch:
+        """A watch older than the cache's window: its own etcd stream, or TooOld if compacted."""
         k = self._key(prefix)
-        if from_rev <= 0:
-            from_rev = self.revision()
         try:  # reading the prefix at from_rev fails exactly when that history was compacted
             self._call("/v3/kv/range", {"key": b64(k), "range_end": range_end(k), "count_only": True,
                                         "revision": str(from_rev)})
@@ -181,19 +375,33 @@ class EtcdStore:
         except _Future:
             pass  # a revision we have not reached yet: events after it arrive when they happen
         w = Watch(prefix)
-        self._watches[w] = asyncio.get_running_loop().create_task(self._stream(w, k, from_rev + 1))
+        strip = len(self.root)
+
+        def on_event(ev: Obj) -> None:
+            w.queue.put_nowait(self._event(ev, strip))
+
+        async def run() -> None:
+            try:
+                await self._stream_from(k, from_rev + 1, on_event)
+            finally:
+                self._watches.pop(w, None)
+                w.queue.put_nowait(None)  # the HTTP watch ends; its client re-watches from its last rv
+
+        self._watches[w] = asyncio.get_running_loop().create_task(run())
         return w
 
     def _compact_floor(self, k: str) -> int:
         try:
-            return self.revision()
+            out = self._call("/v3/kv/range", {"key": b64(self._key("/")), "count_only": True})
+            return int(out["header"]["revision"])
         except EtcdUnavailable:
             return 0
 
-    async def _stream(self, w: Watch, k: str, start: int) -> None:
+    async def _stream_from(self, k: str, start: int, on_event) -> None:  # type: ignore[no-untyped-def]
+        """Stream /v3/watch on prefix k from revision start, calling on_event per etcd event."""
         body = {"create_request": {"key": b64(k), "range_end": range_end(k), "start_revision": str(start),
                                    "prev_kv": True}}
-        strip = len(self.root)
+        self.streams_opened += 1
         try:
             async with aiohttp.ClientSession() as s, s.post(
                 self.endpoint + "/v3/watch", json=body, timeout=aiohttp.ClientTimeout(total=None)
@@ -213,16 +421,14 @@ class EtcdStore:
                             log.info("etcd watch on %s ended: %s", k, result or msg)
                             return
                         for ev in result.get("events") or []:
-                            w.queue.put_nowait(self._event(ev, strip))
+                            on_event(ev)
         except asyncio.CancelledError:
             raise
         except (aiohttp.ClientError, OSError, ValueError) as e:
             log.warning("etcd watch on %s failed: %s", k, e)
-        finally:
-            self._watches.pop(w, None)
-            w.queue.put_nowait(None)  # the HTTP watch ends; its client re-watches from its last rv
 
     def _event(self, ev: Obj, strip: int) -> Event:
+        """The Event for an etcd watch event."""
         kv, prev_kv = ev["kv"], ev.get("prev_kv")
         key = unb64(kv["key"])[strip:]
         rev = int(kv["mod_revision"])
@@ -238,8 +444,15 @@ class EtcdStore:
         task = self._watches.pop(w, None)
         if task is not None:
             task.cancel()
+        with self._mu:
+            c = self._cache
+            if c is not None:
+                c.subs.pop(w, None)
 
     def close(self) -> None:
+        c = self._cache
+        if c is not None:
+            self._end_cache(c)
         for w, task in list(self._watches.items()):
             task.cancel()
             w.queue.put_nowait(None)

@@ -71,6 +71,12 @@ class SqliteStore:
         ).fetchall()
         return [json.loads(r[0]) for r in rows], self._rev
 
+    def list_json(self, prefix: str) -> tuple[list[str], int] | None:
+        rows = self.db.execute(
+            "SELECT data FROM objects WHERE key >= ? AND key < ? ORDER BY key", (prefix, prefix + "\uffff")
+        ).fetchall()
+        return [r[0] for r in rows], self._rev
+
     def _write(self, key: str, obj: Obj | None, etype: str, prev: Obj | None) -> Obj:
         db = self.db
         rev = self._rev + 1

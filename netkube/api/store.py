@@ -36,6 +36,8 @@ class Event:
     obj: Obj
     prev: Obj | None
     rev: int
+    # encoded watch lines by event type, shared by every watcher the event reaches (watch.py)
+    lines: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(eq=False)  # identity semantics: watches live in sets
@@ -53,6 +55,11 @@ class Store(Protocol):
 
     def list(self, prefix: str) -> tuple[list[Obj], int]:
         """All objects under prefix (sorted by key) and the revision they were read at."""
+        ...
+
+    def list_json(self, prefix: str) -> tuple[list[str], int] | None:
+        """Like list, but each object as its JSON text (resourceVersion included), for LIST
+        responses without decoding and re-encoding every object; None: use list() instead."""
         ...
 
     def create(self, key: str, obj: Obj) -> Obj:

@@ -98,5 +98,12 @@ class WatchStream:
             if ev is None:
                 return
             etype = classify(ev, self.match)
-            if etype is not None:
+            if etype is None:
+                continue
+            if self.as_table:
                 await resp.write(self._line(etype, ev.obj))
+                continue
+            line = ev.lines.get(etype)  # encoded once for all the watchers this event reaches
+            if line is None:
+                line = ev.lines[etype] = self._line(etype, ev.obj)
+            await resp.write(line)
