@@ -85,6 +85,12 @@ def make_app(store: Store, cluster: ClusterConfig, authn: Authenticator | None =
     async def openapi_root(_: web.Request) -> web.Response:
         return respond(openapi.root())
 
+    async def openapi_v2(request: web.Request) -> web.Response:
+        if "protobuf" in request.headers.get("Accept", ""):
+            return web.Response(body=openapi.v2_protobuf(),
+                                content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+        return respond(openapi.v2_json())
+
     async def openapi_gv(request: web.Request) -> web.Response:
         parts = request.match_info["tail"].split("/")
         doc = None
@@ -128,6 +134,7 @@ def make_app(store: Store, cluster: ClusterConfig, authn: Authenticator | None =
     r.add_get("/apis/", apis)
     for path in ("/healthz", "/livez", "/readyz"):
         r.add_get(path, health)
+    r.add_get("/openapi/v2", openapi_v2)
     r.add_get("/openapi/v3", openapi_root)
     r.add_get("/openapi/v3/{tail:.+}", openapi_gv)
     r.add_route("*", "/api/{tail:.+}", core)

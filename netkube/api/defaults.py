@@ -72,7 +72,11 @@ def pod(obj: Obj) -> None:
 def _template(spec: Obj) -> None:
     tpl = spec.get("template")
     if isinstance(tpl, dict):
-        tpl.setdefault("metadata", {})
+        md = tpl.setdefault("metadata", {})
+        if isinstance(md, dict):
+            # A Go apiserver round-trips the template's ObjectMeta: its zero creationTimestamp is
+            # always serialized as null (kubectl's `rollout undo` sends it back that way too).
+            md["creationTimestamp"] = None
         pod_spec(tpl.setdefault("spec", {}))
 
 

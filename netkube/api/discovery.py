@@ -62,6 +62,8 @@ def resource_list(group: str, ver: str) -> Obj | None:
                 s.update(group="autoscaling", version="v1", kind="Scale")
             elif sub == "binding":
                 s.update(kind="Binding", verbs=["create"])
+            elif sub == "eviction":  # kubectl drain looks for this entry, else it falls back to DELETE
+                s.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             elif sub == "finalize":
                 s.update(verbs=["update"])
             elif sub == "log":

@@ -58,14 +58,19 @@ S: dict[str, dict[int, tuple[str, str, str]]] = {
                     10: ("externalName", "str", "")},
     "ServicePort": {1: ("name", "str", ""), 2: ("protocol", "str", ""), 3: ("port", "int", ""),
                     4: ("targetPort", "ios", ""), 5: ("nodePort", "int", "")},
+    "Eviction": {1: ("metadata", "msg", "ObjectMeta"), 2: ("deleteOptions", "msg", "DeleteOptions")},
+    "DeleteOptions": {1: ("gracePeriodSeconds", "int", ""), 2: ("preconditions", "msg", "Preconditions"),
+                      3: ("orphanDependents", "bool", ""), 4: ("propagationPolicy", "str", ""),
+                      5: ("dryRun", "rstr", "")},
+    "Preconditions": {1: ("uid", "str", ""), 2: ("resourceVersion", "str", "")},
     "IntOrString": {1: ("type", "int", ""), 2: ("intVal", "int", ""), 3: ("strVal", "str", "")},
     "Pair": {1: ("key", "bytes", ""), 2: ("value", "bytes", "")},
     "Quantity": {1: ("string", "str", "")},
 }
 # *int32/*int64 fields: present means set, even when 0
 POINTER_INTS = {"replicas", "revisionHistoryLimit", "progressDeadlineSeconds", "terminationGracePeriodSeconds",
-                "type", "intVal"}
-TOP = {"Deployment", "Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service"}
+                "type", "intVal", "gracePeriodSeconds"}
+TOP = {"Deployment", "Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Eviction", "DeleteOptions"}
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:

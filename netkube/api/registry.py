@@ -177,7 +177,10 @@ class Registry:
             defaults.service_ip_family(new["spec"])
         if _strip_volatile(new) == _strip_volatile(old) or dry_run:
             self.services.rollback(taken)
-            return new if dry_run else old  # a no-op update does not bump the revision, as upstream
+            if dry_run:  # upstream's dry-run answer carries the stored resourceVersion (kubectl diff)
+                new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
+                return new
+            return old  # a no-op update does not bump the revision, as upstream
         try:
             out = self._write_update(kind, old, new)
         except BaseException:

@@ -39,7 +39,7 @@ class Kind:
 KINDS: list[Kind] = [
     Kind("", "v1", "namespaces", "Namespace", False, ("ns",), ("status", "finalize")),
     Kind("", "v1", "nodes", "Node", False, ("no",), ("status",)),
-    Kind("", "v1", "pods", "Pod", True, ("po",), ("status", "binding", "log", "exec", "attach", "portforward")),
+    Kind("", "v1", "pods", "Pod", True, ("po",), ("status", "binding", "eviction", "log", "exec", "attach", "portforward")),
     Kind("", "v1", "services", "Service", True, ("svc",), ("status",)),
     Kind("", "v1", "endpoints", "Endpoints", True, ("ep",)),
     Kind("", "v1", "events", "Event", True, ("ev",)),

@@ -131,9 +131,13 @@ def old_scale_down_plan(d: Obj, old: list[Obj], new_rs: Obj) -> dict[str, int]:
 
 def template_without_hash(template: Obj) -> Obj:
     t = copy.deepcopy(template or {})
-    labels = (t.get("metadata") or {}).get("labels")
+    md = t.get("metadata") or {}
+    labels = md.get("labels")
     if labels is not None:
         labels.pop(HASH_LABEL, None)
+    # Upstream compares Go structs: a null creationTimestamp and an absent one are the same zero Time.
+    if md.get("creationTimestamp", 0) is None:
+        del md["creationTimestamp"]
     return t
 
 
