@@ -10,6 +10,7 @@ from proxy_modes.kernel.nft import Nft, NftError
 from proxy_modes.model import ProxyState
 from proxy_modes.nftables import names as N
 from proxy_modes.nftables.base import base_commands
+from proxy_modes.nftables.names import T
 from proxy_modes.nftables.render import (
     RenderConfig,
     batches,
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 # nft 1.0.6 spends time quadratic in the size of one transaction (machine.md: 10k services in one
 # run ~50 s, the same statements in a few runs ~2 s); a few thousand lines per run is the sweet spot.
 BATCH_LINES = 30000
+# Stale chains a partial sync has flushed wait for a full sync (or this many) to be deleted: every
+# nft run on a big table pays ~0.2 s of cache filling, too much for each one-service change.
+FLUSHED_LIMIT = 200
 
 
 def _script(lines: list[str]) -> str:
@@ -45,6 +49,7 @@ class NftablesProxier:
         self._chains: set[str] = set()  # per-service chains now in the kernel
         self._sets: set[str] = set()  # affinity sets now in the kernel
         self._applied: dict[str, ServicePlan] = {}  # "<ns>/<name>" → what we last wrote for it
+        self._flushed: set[str] = set()  # stale chains emptied by a partial sync, deleted later
         self.transactions = 0  # nft runs (tests, bench)
         self.last_timings: list[tuple[str, float]] = []
 
@@ -62,6 +67,7 @@ class NftablesProxier:
         self._chains = {c for c in chains if N.is_service_object(c)}
         self._sets = {s for s in sets if N.is_service_object(s)}
         self._applied = {}
+        self._flushed = set()
         self._known = True
 
     def sync(self, state: ProxyState, full: bool) -> None:
@@ -84,10 +90,16 @@ class NftablesProxier:
         self._run("base", base_commands(self.cfg.base, flush=True))
         # 1. Chains and affinity sets, service by service, in bounded transactions. Old map
         #    elements keep pointing at (now rewritten) chains, so traffic flows throughout.
+        #    Services whose objects are exactly what we last wrote (and still listed) are skipped,
+        #    as upstream skips unchanged services: a periodic full sync of an idle 10k cluster
+        #    then costs one map switch instead of rewriting 50k chains.
         existing = self._chains
-        for batch in batches((chain_commands(p, existing) for p in want.values()), self.batch_lines):
+        todo = (p for svc, p in want.items()
+                if self._applied.get(svc) != p or not (p.chains.keys() <= existing and p.sets.keys() <= self._sets))
+        for batch in batches((chain_commands(p, existing) for p in todo), self.batch_lines):
             self._run("chains", batch)
         new_chains = {c for p in want.values() for c in p.chains}
+        self._flushed -= new_chains
         new_sets = {s for p in want.values() for s in p.sets}
         self._chains |= new_chains
         self._sets |= new_sets
@@ -114,24 +126,37 @@ class NftablesProxier:
         # A changed verdict for the same key: nft refuses "add" over it (EEXIST), so delete first.
         lines += element_commands(old_elems, op="delete", chunk=200)
         lines += element_commands(new_elems, chunk=200)
-        self._run("partial", lines)
         stale_chains: set[str] = set()
         stale_sets: set[str] = set()
         for svc in changed:
-            plan, old = want.get(svc, ServicePlan()), self._applied.pop(svc, ServicePlan())
+            plan, old = want.get(svc, ServicePlan()), self._applied.get(svc, ServicePlan())
             stale_chains |= set(old.chains) - set(plan.chains)
             stale_sets |= set(old.sets) - set(plan.sets)
+        stale_chains &= self._chains
+        # Upstream (kernels < 6.2): a chain whose map element is deleted in this transaction is
+        # still "in use" until later, so stale chains are only FLUSHED here (dropping their own
+        # jumps, e.g. to affinity sets) and deleted by a later sync. One nft run per partial sync.
+        lines += [f"flush chain {T} {c}" for c in sorted(stale_chains)]
+        self._run("partial", lines)
+        for svc in changed:
+            plan = want.get(svc, ServicePlan())
+            self._applied.pop(svc, None)
             self._chains |= set(plan.chains)
             self._sets |= set(plan.sets)
+            self._flushed -= set(plan.chains)
             if svc in want:
                 self._applied[svc] = plan
-        self._remove_stale(stale_chains, stale_sets)
+        self._flushed |= stale_chains
+        if stale_sets or len(self._flushed) >= FLUSHED_LIMIT:
+            self._remove_stale(set(self._flushed), stale_sets)
 
     def _remove_stale(self, chains: set[str], sets: set[str]) -> None:
         # Separate transactions after the switch, so nothing live ever points at a missing chain.
+        chains = chains | (self._flushed & self._chains)
         for part in _chunks(sorted(chains), self.batch_lines // 2):
             self._run("stale", stale_commands(part, []))
             self._chains -= set(part)
+            self._flushed -= set(part)
         if sets:
             self._run("stale-sets", stale_commands([], sets))
             self._sets -= sets
@@ -142,7 +167,7 @@ class NftablesProxier:
 
         cleanup(self.nft)
         self._known = False
-        self._chains, self._sets, self._applied = set(), set(), {}
+        self._chains, self._sets, self._applied, self._flushed = set(), set(), {}, set()
 
     def tables_intact(self) -> bool:
         return self.nft.table_exists(N.FAMILY, N.TABLE)

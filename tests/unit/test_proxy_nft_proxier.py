@@ -42,9 +42,29 @@ def test_partial_sync_touches_only_the_changed_service_and_removes_stale_chains(
     px.sync(t.snapshot(), full=False)
     partial = "".join(f.scripts[n:])
     assert "ns4/svc4" in partial and "ns1/svc1" not in partial
+    assert len(f.scripts) == n + 1  # one nft run per partial sync
     chains = f.tables[("ip", "kube-proxy")].chains
-    assert not any("10.180.0.5/80" in c for c in chains)  # the removed endpoint's chain is gone
+    stale = [c for c in chains if "10.180.0.5/80" in c]
+    assert stale and all(not chains[c].rules for c in stale)  # flushed now (upstream, kernels < 6.2)...
     assert _targets(f, "172.30.0.44") == {"10.180.0.4:80": 0.5, "10.180.0.6:80": 0.5}
+    px.sync(t.snapshot(), full=True)
+    assert not any("10.180.0.5/80" in c for c in f.tables[("ip", "kube-proxy")].chains)  # ...deleted later
+
+
+def test_full_sync_skips_unchanged_services() -> None:
+    f = FakeNft()
+    px = NftablesProxier(f, CFG)
+    st = overall_tracker().snapshot()
+    px.sync(st, full=True)
+    n = len(f.scripts)
+    px.sync(st, full=True)
+    again = "".join(f.scripts[n:])
+    assert "add chain ip kube-proxy endpoint-" not in again  # no per-service chain rewritten...
+    assert "numgen random" not in again
+    assert _targets(f, "172.30.0.44") == {"10.180.0.4:80": 0.5, "10.180.0.5:80": 0.5}  # ...still served
+    px2 = NftablesProxier(f, CFG)  # a restarted proxy does not know what the chains hold: rewrites
+    px2.sync(st, full=True)
+    assert "numgen random" in "".join(f.scripts[n + 2:])
 
 
 def test_service_deleted_and_endpoints_gone_in_partial_sync() -> None:
@@ -59,6 +79,9 @@ def test_service_deleted_and_endpoints_gone_in_partial_sync() -> None:
     px.sync(t.snapshot(), full=False)
     assert _targets(f, "172.30.0.41") == {"DROP": 1.0}  # unallocated now
     assert _targets(f, "172.30.0.43") == {"REJECT": 1.0}
+    chains = f.tables[("ip", "kube-proxy")].chains
+    assert all(not chains[c].rules for c in chains if "svc1" in c or "svc3" in c)  # flushed, deleted later
+    px.sync(t.snapshot(), full=True)
     assert not any("svc1" in c or "svc3" in c for c in f.tables[("ip", "kube-proxy")].chains)
 
 
