@@ -65,3 +65,16 @@ def _split(spec: str) -> list[str]:
     import shlex
 
     return shlex.split(spec)
+
+
+def cleanup() -> None:
+    """Remove exactly flannel's jumps and chains (what `apply` wrote); absent ones are skipped."""
+    for table, chain, spec in JUMPS:
+        args = _split(spec)
+        while _run(["iptables", "-w", "5", "-t", table, "-C", chain, *args]).returncode == 0:
+            if _run(["iptables", "-w", "5", "-t", table, "-D", chain, *args]).returncode != 0:
+                break
+    for table, chain in (("nat", "FLANNEL-POSTRTG"), ("filter", "FLANNEL-FWD")):
+        if _run(["iptables", "-w", "5", "-t", table, "-n", "-L", chain]).returncode == 0:
+            _run(["iptables", "-w", "5", "-t", table, "-F", chain])
+            _run(["iptables", "-w", "5", "-t", table, "-X", chain])

@@ -52,6 +52,9 @@ def _kernel_cleanup(cluster: ClusterConfig | None, machine: Machine) -> None:
 
     # kube-proxy --cleanup: every mode removes exactly the chains, tables, sets it owns
     cleanup_other_modes("")
+    from cni.flannel import masq
+
+    masq.cleanup()  # flanneld's FLANNEL-POSTRTG / FLANNEL-FWD and their jumps
     nat = _run(["iptables-save", "-t", "nat"]).stdout
     for text in cni_teardowns(nat):
         p = _run(["iptables-restore", "-w", "5", "--noflush"], text)
