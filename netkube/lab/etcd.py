@@ -9,10 +9,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-ETCD_HINT = "install Debian's etcd with `sudo apt-get install etcd-server etcd-client` (scripts/setup does)"
+ETCD_HINT = "run `sudo scripts/setup` (it unpacks Debian's etcd into /opt/netkube/etcd) or install etcd-server"
+# scripts/setup unpacks Debian's etcd here rather than installing the package, which would also
+# enable and start a system etcd service on the machine.
+UNPACKED = Path("/opt/netkube/etcd/usr/bin/etcd")
 
 
 def etcd_binary() -> str | None:
+    if os.access(UNPACKED, os.X_OK):
+        return str(UNPACKED)
     return shutil.which("etcd")
 
 
