@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from typing import Any
 
 from cni.spec import ERR_INVALID_CONFIG, Args, CniError, execute
+
+# typing costs milliseconds per plugin run (a fresh interpreter each): annotations only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MARKER = b"# netkube-cni-plugin: "
 

@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+from cni import procrun
 from cni.spec import ERR_DECODE, ERR_INCOMPATIBLE_VERSION, ERR_INVALID_CONFIG, SUPPORTED_VERSIONS, CniError
 
 
@@ -53,17 +54,14 @@ async def _exec(command: str, net: dict[str, Any], bin_dirs: list[str], containe
         "CNI_ARGS": ";".join(f"{k}={v}" for k, v in args.items()),
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
     }
-    proc = await asyncio.create_subprocess_exec(exe, stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, env=env)
-    out, err = await proc.communicate(json.dumps(net).encode())
+    returncode, out, err = await procrun.run([exe], env, json.dumps(net).encode())
     text = out.decode().strip()
-    if proc.returncode:
+    if returncode:
         try:
             e = json.loads(text)
             raise CniError(int(e.get("code", 999)), str(e.get("msg", "")), str(e.get("details", "")))
         except (ValueError, AttributeError):
-            raise CniError(999, f"plugin {net['type']} failed (exit {proc.returncode})",
+            raise CniError(999, f"plugin {net['type']} failed (exit {returncode})",
                            (text + " " + err.decode()).strip()) from None
     if command != "ADD":
         return None

@@ -7,9 +7,9 @@ import errno
 import os
 import socket
 import struct
+from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
 
 # rtnetlink constants (linux/rtnetlink.h, if_link.h, neighbour.h)
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
@@ -61,13 +61,11 @@ def _parse_attrs(data: bytes) -> dict[int, bytes]:
     return out
 
 
-class Link(NamedTuple):  # not a dataclass: see cni.spec.Args on start-up cost
-    index: int
-    name: str
-    mac: str
-    mtu: int
-    up: bool
-    master: int
+class Link(namedtuple("Link", "index name mac mtu up master")):  # noqa: PYI024
+    """index: int, name: str, mac: str, mtu: int, up: bool, master: int. A plain namedtuple, not
+    typing.NamedTuple or a dataclass: each plugin run is a fresh interpreter (see cni.spec.Args)."""
+
+    __slots__ = ()
 
 
 def setns(path: str) -> None:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
+from collections import namedtuple
 from collections.abc import Iterator
-from typing import Any, NamedTuple
 
 from cni.spec import ERR_INVALID_CONFIG, CniError
 
 IP = ipaddress.IPv4Address
 
 
-class Range(NamedTuple):  # not a dataclass: see cni.spec.Args on start-up cost
-    subnet: ipaddress.IPv4Network
-    start: IP
-    end: IP
-    gateway: IP
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class Range(namedtuple("Range", "subnet start end gateway")):  # noqa: PYI024
+    """subnet: IPv4Network; start, end, gateway: IPv4Address. A plain namedtuple, not typing's
+    (a fresh interpreter per plugin run: see cni.spec.Args on start-up cost)."""
+
+    __slots__ = ()
 
     def __str__(self) -> str:
         return f"{self.start}-{self.end}"

@@ -6,9 +6,13 @@ import errno
 import ipaddress
 import os
 import sys
-from typing import Any
 
 from cni.spec import ERR_INVALID_CONFIG, ERR_UNKNOWN_CONTAINER, Args, CniError, Plugin, main
+
+# typing costs milliseconds per plugin run (a fresh interpreter each): annotations only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _flag(c: dict[str, Any], key: str) -> bool:

@@ -10,10 +10,12 @@ otherwise the exec'd command's own exit code (this process becomes it).
 
 from __future__ import annotations
 
-import argparse
-import ctypes
 import os
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -24,11 +26,24 @@ MS_PRIVATE = 1 << 18
 MS_NOSUID = 2
 MS_NODEV = 4
 
-_libc = ctypes.CDLL(None, use_errno=True)
+class _Libc:
+    """libc through ctypes, loaded on first use (ctypes is a noticeable part of the start-up)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import ctypes
+
+        lib = ctypes.CDLL(None, use_errno=True)
+        globals()["_libc"] = lib
+        return getattr(lib, name)
+
+
+_libc = _Libc()
 
 
 def _check(ret: int, what: str) -> None:
     if ret != 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
@@ -42,6 +57,8 @@ def unshare(flags: int) -> None:
 
 
 def mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    import ctypes
+
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     _check(_libc.mount(enc(src), enc(dst), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {dst}")
 
@@ -62,7 +79,66 @@ def join_target(pid: int) -> None:
         os.close(fd)
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
+class Options:
+    """The parsed command line (same attributes as parse()'s argparse result)."""
+
+    def __init__(self) -> None:
+        self.target: int | None = None
+        self.netns: str | None = None
+        self.new_uts = False
+        self.hostname: str | None = None
+        self.new_mount = False
+        self.bind: list[str] = []
+        self.private_tmp = False
+        self.cwd: str | None = None
+        self.ready_fd: int | None = None
+        self.argv: list[str] = []
+
+
+_FLAGS = {"--new-uts": "new_uts", "--new-mount": "new_mount", "--private-tmp": "private_tmp"}
+_VALUES = {"--target": "target", "--netns": "netns", "--hostname": "hostname", "--cwd": "cwd",
+           "--ready-fd": "ready_fd", "--bind": "bind"}
+
+
+def _fast_parse(argv: list[str]) -> Options | None:
+    """The command lines the kubelet writes (--opt value ... -- argv) without importing argparse
+    (and re, gettext ...): a few milliseconds per pod process. None: let argparse decide."""
+    o = Options()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            o.argv = argv[i + 1:]
+            break
+        if arg in _FLAGS:
+            setattr(o, _FLAGS[arg], True)
+            i += 1
+            continue
+        if arg not in _VALUES or i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+            return None
+        value = argv[i + 1]
+        if arg == "--bind":
+            o.bind.append(value)
+        elif arg in ("--target", "--ready-fd"):
+            if not value.isdigit():
+                return None
+            setattr(o, _VALUES[arg], int(value))
+        else:
+            setattr(o, _VALUES[arg], value)
+        i += 2
+    else:
+        return None
+    if not o.argv or (o.target is not None and o.target <= 0):
+        return None
+    return o
+
+
+def parse(argv: list[str]) -> Options:
+    fast = _fast_parse(argv)
+    if fast is not None:
+        return fast
+    import argparse
+
     p = argparse.ArgumentParser(prog="nsexec", description="run a command inside a netkube pod's namespaces")
     p.add_argument("--target", type=int, help="join net/uts/mnt namespaces of this pid")
     p.add_argument("--netns", help="join this network namespace (path such as /run/netns/x)")
@@ -81,10 +157,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error(f"--target {ns.target}: give the pid of a running pod process")
     if not ns.argv:
         p.error("no command given; put it after --, e.g. nsexec --target 1234 -- sh")
-    return ns
+    return ns  # type: ignore[return-value]  # same attributes as Options
 
 
-def setup(ns: argparse.Namespace) -> None:
+def setup(ns: Options) -> None:
     if ns.target:
         join_target(ns.target)
     if ns.netns:

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from cni import procrun
 from netkube.kubelet import nsexec
 from netkube.kubelet.console import Console, open_pty
 from netkube.kubelet.interfaces import Proc
@@ -48,17 +49,16 @@ class ProcessRuntime:
         self.records = records
         self.python = python
         self.sleep = shutil.which("sleep") or "/bin/sleep"
+        self.ip = shutil.which("ip") or "/usr/sbin/ip"
         self._exits: dict[Proc, asyncio.Future[int | None]] = {}
         self._consoles: dict[Proc, Console] = {}
         self._closing: set[asyncio.Task[None]] = set()  # console closes in flight (keep a reference)
 
     # --- network namespaces ---------------------------------------------------------------
     async def _ip(self, *args: str) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            "ip", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
+        # procrun: posix_spawn + pidfd, no watcher thread per child (this runs for every pod)
+        returncode, _, err = await procrun.run([self.ip, *args], dict(os.environ))
+        if returncode != 0:
             raise RuntimeFailure(f"ip {' '.join(args)} failed: {err.decode().strip()}")
 
     async def create_netns(self, name: str) -> str:

@@ -27,22 +27,33 @@ def quantity(value: object) -> Decimal:
         raise ValueError(f"invalid quantity {value!r}") from None
 
 
-def _container_requests(c: Obj) -> dict[str, Decimal]:
+# Scoring only (upstream schedutil.DefaultMilliCPURequest / DefaultMemoryRequest): a container without
+# a cpu or memory request counts as this much, so pods without requests still spread by LeastAllocated.
+NONZERO_DEFAULTS = {"cpu": Decimal("0.1"), "memory": Decimal(200 * 2**20)}
+
+
+def _container_requests(c: Obj, nonzero: bool = False) -> dict[str, Decimal]:
     res = c.get("resources") or {}
     # The apiserver defaults a missing request to the limit, so a limit alone also reserves.
     merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
-    return {k: quantity(v) for k, v in merged.items()}
+    out = {k: quantity(v) for k, v in merged.items()}
+    if nonzero:
+        for k, v in NONZERO_DEFAULTS.items():
+            if k not in merged:
+                out[k] = v
+    return out
 
 
-def pod_requests(pod: Obj) -> dict[str, Decimal]:
-    """Sum of the containers' requests, at least the largest init container's, plus overhead."""
+def pod_requests(pod: Obj, nonzero: bool = False) -> dict[str, Decimal]:
+    """Sum of the containers' requests, at least the largest init container's, plus overhead.
+    nonzero: missing cpu/memory requests count as upstream's scoring defaults (NonZeroRequested)."""
     spec = pod.get("spec") or {}
     total: dict[str, Decimal] = {}
     for c in spec.get("containers") or []:
-        for k, v in _container_requests(c).items():
+        for k, v in _container_requests(c, nonzero).items():
             total[k] = total.get(k, Decimal(0)) + v
     for c in spec.get("initContainers") or []:
-        for k, v in _container_requests(c).items():
+        for k, v in _container_requests(c, nonzero).items():
             total[k] = max(total.get(k, Decimal(0)), v)
     for k, v in (spec.get("overhead") or {}).items():
         total[k] = total.get(k, Decimal(0)) + quantity(v)
@@ -67,13 +78,15 @@ def insufficient(pod: Obj, node: Obj, placed: list[Obj]) -> list[str]:
 
 
 def free_fraction(pod: Obj, node: Obj, placed: list[Obj]) -> float | None:
-    """LeastAllocated: mean free share of cpu and memory after placing the pod (None: unknown)."""
+    """LeastAllocated: mean free share of cpu and memory after placing the pod (None: unknown).
+    Counts requests as upstream's scorer does: a container without one as the non-zero default."""
     alloc = (node.get("status") or {}).get("allocatable") or {}
     shares = []
-    want = pod_requests(pod)
+    want = pod_requests(pod, nonzero=True)
+    placed_req = [pod_requests(p, nonzero=True) for p in placed]
     for name in ("cpu", "memory"):
         if name not in alloc or quantity(alloc[name]) <= 0:
             continue
-        used = sum((pod_requests(p).get(name, Decimal(0)) for p in placed), Decimal(0)) + want.get(name, Decimal(0))
+        used = sum((r.get(name, Decimal(0)) for r in placed_req), Decimal(0)) + want.get(name, Decimal(0))
         shares.append(float(max(Decimal(0), quantity(alloc[name]) - used) / quantity(alloc[name])))
     return sum(shares) / len(shares) if shares else None
