@@ -25,6 +25,17 @@ def chain_names(save_text: str) -> list[str]:
     return [line[1:].split()[0] for line in save_text.splitlines() if line.startswith(":")]
 
 
+def remove_chains(ipt: Iptables, table: str, flush: list[str], delete: list[str], what: str) -> bool:
+    """One transaction: a chain line flushes (dropping references between our chains), -X deletes."""
+    text = f"*{table}\n" + "".join(f":{c} - [0:0]\n" for c in flush) + "".join(f"-X {c}\n" for c in delete)
+    try:
+        ipt.restore(text + "COMMIT\n", noflush=True)
+    except IptablesError as e:
+        log.warning("removing %s chains from %s: %s", what, table, e)
+        return False
+    return True
+
+
 def cleanup(ipt: Iptables) -> bool:
     """Idempotent; returns False if something could not be removed (logged)."""
     ok = True
@@ -44,13 +55,6 @@ def cleanup(ipt: Iptables) -> bool:
         ours = [c for c in fixed if c in present]
         if table == "nat":
             ours += sorted(c for c in present if C.is_service_chain(c))
-        if not ours:
-            continue
-        # One transaction: flush everything first so references between our chains vanish, then delete.
-        text = f"*{table}\n" + "".join(f":{c} - [0:0]\n" for c in ours) + "".join(f"-X {c}\n" for c in ours) + "COMMIT\n"
-        try:
-            ipt.restore(text, noflush=True)
-        except IptablesError as e:
-            ok = False
-            log.warning("removing kube-proxy chains from %s: %s", table, e)
+        if ours:
+            ok = remove_chains(ipt, table, ours, ours, "kube-proxy") and ok
     return ok

@@ -7,7 +7,7 @@ import ipaddress
 import logging
 
 from proxy_modes.iptables import chains as iptables_chains
-from proxy_modes.iptables.cleanup import chain_names
+from proxy_modes.iptables.cleanup import chain_names, remove_chains
 from proxy_modes.ipvs import names as N
 from proxy_modes.kernel.ipset import Ipset, IpsetError, parse_save
 from proxy_modes.kernel.iptables import Iptables, IptablesError
@@ -50,15 +50,8 @@ def cleanup_iptables(ipt: Iptables, shared: bool = True) -> bool:
             continue
         ours = [c for c in fixed if c in present]
         delete = [c for c in ours if shared or c not in SHARED[table]]
-        if not delete:
-            continue  # no ipvs-only chain here: another mode's shared chains are left untouched
-        # One transaction: a chain line flushes (dropping references to our sets and chains), -X deletes.
-        text = f"*{table}\n" + "".join(f":{c} - [0:0]\n" for c in ours) + "".join(f"-X {c}\n" for c in delete)
-        try:
-            ipt.restore(text + "COMMIT\n", noflush=True)
-        except IptablesError as e:
-            ok = False
-            log.warning("removing ipvs-mode chains from %s: %s", table, e)
+        if delete:  # none: no ipvs-only chain here, another mode's shared chains are left untouched
+            ok = remove_chains(ipt, table, ours, delete, "ipvs-mode") and ok
     return ok
 
 
