@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+
+# collections.abc re-exports these; importing it also imports collections (~1 ms per plugin start).
+from _collections_abc import Callable, Mapping
+
+from cni import jsonlite as json
 
 # typing costs milliseconds per plugin run (a fresh interpreter each): annotations only.
 TYPE_CHECKING = False

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from netkube.client import cluster_client
 from netkube.config import ClusterConfig
+from netkube.gcpolicy import tune_daemon
 from netkube.supervise import supervise
 
 log = logging.getLogger("netkube.server")
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         from netkube.lab.netns import listen_in
 
         sockets.append(listen_in(args.listen_netns, cluster.api_host, cluster.api_port))
+    tune_daemon()
     asyncio.run(serve(cluster, sockets))
 
 

@@ -128,8 +128,6 @@ def _l2_only(a: Args, node: Any, pod: Any, br: Any, host: Any) -> dict[str, Any]
 
 def _configure(a: Args, cfg: dict[str, Any], node: Any, pod: Any, br: Any, host: Any,
                ipam: dict[str, Any]) -> dict[str, Any]:
-    from cni import masq
-
     ips = [dict(ip) for ip in ipam.get("ips", [])]
     if not ips:
         raise CniError(ERR_INVALID_CONFIG, "IPAM plugin returned missing IP config")
@@ -169,6 +167,8 @@ def _configure(a: Args, cfg: dict[str, Any], node: Any, pod: Any, br: Any, host:
             if e.errno != errno.EEXIST:
                 raise CniError(999, f"failed to add route {r}: {e}") from None
     if cfg["ipmasq"]:
+        from cni import masq  # subprocess, hashlib, re: only when the bridge masquerades
+
         masq.setup(str(a.conf["name"]), a.container_id, str(iface.ip), str(iface.network))
     for ip in ips:
         ip["interface"] = 2

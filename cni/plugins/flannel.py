@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import sys
 
+from cni import jsonlite as json
 from cni.spec import ERR_INVALID_CONFIG, Args, CniError, Plugin, main
 
 # typing costs milliseconds per plugin run (a fresh interpreter each): annotations only.

@@ -8,6 +8,7 @@ import logging
 
 from netkube.agent.agent import NodeAgent
 from netkube.config import ClusterConfig
+from netkube.gcpolicy import tune_daemon
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         format=f"%(asctime)s %(levelname)s {args.node} %(name)s: %(message)s",
     )
     cluster = ClusterConfig.from_file(args.cluster_config)
+    tune_daemon()
     asyncio.run(NodeAgent(cluster, args.node, args.api_url, node_ip=args.node_ip, iface=args.iface).run())
 
 

@@ -19,6 +19,11 @@ from netkube.lab.records import Records, process_start_time
 log = logging.getLogger(__name__)
 
 NSEXEC = os.path.abspath(nsexec.__file__)
+# Imported rather than run as a script: a script is compiled on every start, an imported module
+# comes from its cached bytecode (a couple of ms per pause and container start). Appended to
+# sys.path, so the kubelet's own modules never shadow the stdlib there.
+NSEXEC_ARGS = ["-I", "-S", "-c", f"import sys;sys.path.append({os.path.dirname(NSEXEC)!r});"
+               "import nsexec;sys.exit(nsexec.main())"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -100,7 +105,7 @@ class ProcessRuntime:
     async def start_pause(
         self, netns_path: str | None, hostname: str | None, binds: list[tuple[str, str]], log_path: Path, what: str
     ) -> Proc:
-        argv = [self.python, "-I", "-S", NSEXEC, "--ready-fd", "3"]
+        argv = [self.python, *NSEXEC_ARGS, "--ready-fd", "3"]
         if netns_path:
             argv += ["--netns", netns_path]
         if hostname:
@@ -133,7 +138,7 @@ class ProcessRuntime:
         self, target: Proc, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, what: str,
         stdin: bool = False, tty: bool = False,
     ) -> Proc:
-        full = [self.python, "-I", "-S", NSEXEC, "--target", str(target.pid), "--private-tmp"]
+        full = [self.python, *NSEXEC_ARGS, "--target", str(target.pid), "--private-tmp"]
         if cwd:
             full += ["--cwd", cwd]
         full += ["--", *argv]
@@ -201,7 +206,7 @@ class ProcessRuntime:
 
     async def exec_in(self, target: Proc, argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str]:
         """Run argv in the target's namespaces (exec probes and hooks); (None, output) on timeout."""
-        full = [self.python, "-I", "-S", NSEXEC, "--target", str(target.pid), "--", *argv]
+        full = [self.python, *NSEXEC_ARGS, "--target", str(target.pid), "--", *argv]
         proc = await asyncio.create_subprocess_exec(
             *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, env={"PATH": DEFAULT_PATH, **env}, start_new_session=True,
