@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -124,6 +125,7 @@ def main() -> None:
         print(f"reproduce: sudo scripts/bench/pods {n}")
     finally:
         subprocess.run([*base, "down", "--name", name], capture_output=True)
+        shutil.rmtree(state_root, ignore_errors=True)  # the bench's own temporary state root
 
 
 if __name__ == "__main__":

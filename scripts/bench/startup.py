@@ -8,6 +8,7 @@ measured on a 2-core machine. Routability is checked by one prober inside node1'
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
@@ -116,6 +117,7 @@ def main() -> None:
         print(f"reproduce: sudo scripts/bench/startup {n}")
     finally:
         subprocess.run([*base, "down", "--name", name], capture_output=True)
+        shutil.rmtree(state_root, ignore_errors=True)  # the bench's own temporary state root
 
 
 if __name__ == "__main__":
