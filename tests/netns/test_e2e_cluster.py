@@ -81,6 +81,15 @@ class Cluster:
         raise AssertionError(f"{selector}: wanted {count} Ready pods, have {[(p['metadata']['name'], p.get('status', {}).get('phase')) for p in pods]}")
 
 
+def wait_answers(cluster: Cluster, url: str, timeout: float = 15) -> None:
+    """Ready pods reach every node's kube-proxy a moment later (endpoints → slice → watch → sync),
+    as on a real cluster: wait for the first answer before asserting on every request."""
+    deadline = time.monotonic() + timeout
+    while cluster.node_exec("node1", "curl", "-sS", "--max-time", "2", url, check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"{url} never answered from node1"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def host_before() -> dict[str, str]:
     return snapshot()
@@ -154,6 +163,7 @@ def test_web_deployment_routes_through_cluster_ip(cluster: Cluster) -> None:
     assert cols[1] == "ClusterIP" and cols[4] == "8080/TCP"
     cluster_ip = cols[2]
     assert ipaddress.ip_address(cluster_ip) in ipaddress.ip_network(cluster.cfg.service_cidr)
+    wait_answers(cluster, f"http://{cluster_ip}:8080/")
     body = cluster.node_exec("node1", "curl", "-sS", "--max-time", "5", f"http://{cluster_ip}:8080/").stdout
     assert body == "<html><body><h1>It works!</h1></body></html>\n"
 
@@ -195,6 +205,7 @@ def test_requests_spread_over_every_agnhost_replica_and_nodeport(cluster: Cluste
     names = {p["metadata"]["name"] for p in pods}
     svc = json.loads(cluster.kubectl("get", "svc", "hostnames", "-o", "json").stdout)
     ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    wait_answers(cluster, f"http://{ip}:80/hostname")
     seen: set[str] = set()
     for _ in range(30):
         seen.add(cluster.node_exec("node1", "curl", "-sS", "--max-time", "5", f"http://{ip}:80/hostname").stdout.strip())

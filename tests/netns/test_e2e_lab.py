@@ -113,6 +113,12 @@ def test_provision_join_refusals_and_service_routing(lab: Lab) -> None:
     pods = wait_ready_pods(m1, tag, "app=web", 2)
     assert {p["spec"]["nodeName"] for p in pods} <= {"node2", "node3"}  # node1 is NoSchedule
     ip = kubectl(m1, tag, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
+    # Ready pods reach node1's kube-proxy a moment later (endpoints → slice → watch → sync), as on
+    # a real cluster: wait for the first answer, then every request must succeed.
+    deadline = time.monotonic() + 15
+    while m1.run(["curl", "-sS", "--max-time", "2", f"http://{ip}:8080/"], check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"ClusterIP {ip}:8080 never answered from node1"
+        time.sleep(0.2)
     for _ in range(4):  # from node1's root namespace, through its kube-proxy rules and VXLAN
         assert "It works!" in m1.run(["curl", "-sS", "--max-time", "5", f"http://{ip}:8080/"]).stdout
 
