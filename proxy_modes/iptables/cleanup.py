@@ -36,20 +36,32 @@ def remove_chains(ipt: Iptables, table: str, flush: list[str], delete: list[str]
     return True
 
 
+def remove_jump(ipt: Iptables, j: C.Jump) -> bool:
+    try:
+        ipt.delete_rule(j.table, j.source, j.args())
+    except IptablesError as e:
+        log.warning("removing jump %s %s -> %s: %s", j.table, j.source, j.chain, e)
+        return False
+    return True
+
+
+def present_chains(ipt: Iptables, table: str) -> set[str] | None:
+    """The chains of `table`, or None (logged) when it cannot be read."""
+    try:
+        return set(chain_names(ipt.save(table)))
+    except IptablesError as e:
+        log.warning("reading table %s: %s", table, e)
+        return None
+
+
 def cleanup(ipt: Iptables) -> bool:
     """Idempotent; returns False if something could not be removed (logged)."""
     ok = True
     for j in C.JUMPS:
-        try:
-            ipt.delete_rule(j.table, j.source, j.args())
-        except IptablesError as e:
-            ok = False
-            log.warning("removing jump %s %s -> %s: %s", j.table, j.source, j.chain, e)
+        ok = remove_jump(ipt, j) and ok
     for table, fixed in OWNED.items():
-        try:
-            present = set(chain_names(ipt.save(table)))
-        except IptablesError as e:
-            log.warning("reading table %s: %s", table, e)
+        present = present_chains(ipt, table)
+        if present is None:
             ok = False
             continue
         ours = [c for c in fixed if c in present]

@@ -7,7 +7,7 @@ import ipaddress
 import logging
 
 from proxy_modes.iptables import chains as iptables_chains
-from proxy_modes.iptables.cleanup import chain_names, remove_chains
+from proxy_modes.iptables.cleanup import present_chains, remove_chains, remove_jump
 from proxy_modes.ipvs import names as N
 from proxy_modes.kernel.ipset import Ipset, IpsetError, parse_save
 from proxy_modes.kernel.iptables import Iptables, IptablesError
@@ -37,15 +37,14 @@ def cleanup_iptables(ipt: Iptables, shared: bool = True) -> bool:
         try:
             if not ipt.chain_exists(j.table, j.chain):
                 continue  # no chain, so no jump to it
-            ipt.delete_rule(j.table, j.source, j.args())
         except IptablesError as e:
             ok = False
-            log.warning("removing jump %s %s -> %s: %s", j.table, j.source, j.chain, e)
+            log.warning("checking chain %s %s: %s", j.table, j.chain, e)
+            continue
+        ok = remove_jump(ipt, j) and ok
     for table, fixed in OWNED.items():
-        try:
-            present = set(chain_names(ipt.save(table)))
-        except IptablesError as e:
-            log.warning("reading table %s: %s", table, e)
+        present = present_chains(ipt, table)
+        if present is None:
             ok = False
             continue
         ours = [c for c in fixed if c in present]
