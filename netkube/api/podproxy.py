@@ -1,4 +1,4 @@
-"""pods/log, pods/exec, pods/attach: resolve pod, container and node, then proxy to the kubelet."""
+"""pods/log, pods/exec, pods/attach, pods/portforward: resolve pod, container and node, then proxy to the kubelet."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 
 from ..config import ClusterConfig
 from ..lab.netns import entered, netns_path
+from ..streaming.rawconn import Upgrade, dial_upgrade, hijack, is_upgrade, relay_raw, relay_ws
 from .registry import Registry
 from .resources import BY_KIND
 from .status import ApiStatusError, bad_request
@@ -24,6 +25,7 @@ Obj = dict[str, Any]
 LOG_PARAMS = ("follow", "previous", "tailLines", "limitBytes", "sinceSeconds", "timestamps")
 STREAM_PARAMS = ("stdin", "stdout", "stderr", "tty")
 ERROR_HEADER = "X-Kubelet-Error"  # the kubelet's refusal text, readable after a failed WS handshake
+SPDY_TUNNEL = "SPDY/3.1+"  # WebSocket subprotocol prefix for SPDY tunnelled in WebSocket (kubectl 1.31+)
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict"}
 
 
@@ -169,6 +171,68 @@ class PodProxy:
             await kws.close()
         await ws.close()
         return ws
+
+    # --- pods/portforward -------------------------------------------------------------------
+    async def portforward(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        """Relay a SPDY/3.1 port-forward session to the kubelet, as upstream's apiserver does.
+
+        kubectl 1.31+ first asks for a WebSocket carrying SPDY frames (subprotocol
+        SPDY/3.1+portforward.k8s.io): we upgrade the kubelet leg to plain SPDY and pass bytes
+        between the two (upstream's TunnelingHandler). Older clients, or kubectl after a failed
+        WebSocket attempt, upgrade to SPDY/3.1 directly: then both legs are raw bytes.
+        """
+        pod = self.registry.get(BY_KIND["Pod"], ns, name)
+        if not pod["spec"].get("nodeName"):
+            raise bad_request(f"pod {name} does not have a host assigned")
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        websocket = is_upgrade(request, "websocket")
+        if websocket:
+            protocols = [p[len(SPDY_TUNNEL):] for p in offered
+                         if p.startswith(SPDY_TUNNEL) and p.endswith(".k8s.io")]
+            if not protocols:
+                raise bad_request("unable to upgrade: no tunneling spdy protocols provided")
+        elif is_upgrade(request, "SPDY/3.1"):
+            protocols = [p.strip() for v in request.headers.getall("X-Stream-Protocol-Version", [])
+                         for p in v.split(",") if p.strip()]
+        else:
+            raise bad_request("Upgrade request required")
+        up = await self._dial_spdy(pod, f"/portForward/{quote(ns)}/{quote(name)}", protocols)
+        try:
+            if up.status != 101:
+                raise kubelet_error(up.status, (up.headers.get(ERROR_HEADER) or up.body.decode(errors="replace")).strip())
+            chosen = up.headers.get("X-Stream-Protocol-Version", "")
+            if websocket:
+                ws = web.WebSocketResponse(protocols=(SPDY_TUNNEL + chosen,) if chosen else (),
+                                           autoping=True, max_msg_size=0)
+                await ws.prepare(request)
+                await relay_ws(ws, up.reader, up.writer)
+                return ws
+            resp, reader, writer = await hijack(request, {"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+                                                          "X-Stream-Protocol-Version": chosen})
+            try:
+                await relay_raw((reader, writer), (up.reader, up.writer))
+            finally:
+                writer.close()
+            return resp
+        finally:
+            up.writer.close()
+
+    async def _dial_spdy(self, pod: Obj, path: str, protocols: list[str]) -> Upgrade:
+        host = self._kubelet(pod).removeprefix("http://")
+        addr = host.rpartition(":")[0].strip("[]")
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        ns = self._dial_netns(addr)
+        if ns is None:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        else:
+            with entered(ns):
+                sock = socket.socket(family, socket.SOCK_STREAM)
+        headers = [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1")]
+        headers += [("X-Stream-Protocol-Version", p) for p in protocols]
+        try:
+            return await dial_upgrade(sock, host, path, [], headers)
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as e:
+            raise _unreachable("Post", f"http://{host}{path}", e) from None
 
 
 def _unreachable(method: str, url: str, e: Exception) -> ApiStatusError:

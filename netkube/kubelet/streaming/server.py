@@ -1,4 +1,4 @@
-"""The kubelet's HTTP server (port 10250): /containerLogs, /exec, /attach over channel WebSockets."""
+"""The kubelet's HTTP server (port 10250): /containerLogs, /exec, /attach (channel WebSockets), /portForward (SPDY)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from netkube.kubelet.streaming import channels as ch
 from netkube.kubelet.streaming.attach import run_attach
 from netkube.kubelet.streaming.execsession import StreamFlags, run_exec
 from netkube.kubelet.streaming.logs import BadLogOptions, LogOptions, read_log
+from netkube.kubelet.streaming.portforward import PROTOCOL as PORTFORWARD
+from netkube.kubelet.streaming.portforward import Dialer, PortForwarder, netns_dialer
 from netkube.kubelet.streaming.targets import (
     ContainerRef,
     PodLookup,
@@ -23,6 +25,8 @@ from netkube.kubelet.streaming.targets import (
     log_file,
     running,
 )
+from netkube.streaming.rawconn import hijack, is_upgrade
+from netkube.streaming.spdy.session import Session
 
 log = logging.getLogger(__name__)
 KUBELET_PORT = 10250
@@ -67,8 +71,10 @@ class KubeletServer:
     """Constructed without I/O; start() binds host:port (port 0 picks a free one, see .port)."""
 
     def __init__(self, pods: PodLookup, host: str, port: int = KUBELET_PORT,
-                 launcher: Launcher = nsexec_launcher, ssl_context: ssl.SSLContext | None = None) -> None:
+                 launcher: Launcher = nsexec_launcher, ssl_context: ssl.SSLContext | None = None,
+                 pf_dialer: Callable[[str], Dialer] = netns_dialer) -> None:
         self.pods = pods
+        self.pf_dialer = pf_dialer  # netns path -> how port-forward reaches localhost:port there
         self.host = host
         self.port = port
         self.launcher = launcher
@@ -83,6 +89,9 @@ class KubeletServer:
         for verb in ("exec", "attach"):
             r.add_route("GET", f"/{verb}/{{ns}}/{{pod}}/{{container}}", self.stream)
             r.add_route("POST", f"/{verb}/{{ns}}/{{pod}}/{{container}}", self.stream)
+        for path in ("/portForward/{ns}/{pod}", "/portForward/{ns}/{pod}/{uid}"):
+            r.add_route("GET", path, self.portforward)
+            r.add_route("POST", path, self.portforward)
         return app
 
     async def _ok(self, _: web.Request) -> web.Response:
@@ -148,3 +157,32 @@ class KubeletServer:
         finally:
             await ws.close()
         return ws
+
+    async def portforward(self, request: web.Request) -> web.StreamResponse:
+        """SPDY/3.1 upgrade speaking portforward.k8s.io (upstream's httpstream.Handshake checks first)."""
+        m = request.match_info
+        ref = self.pods.find(m["ns"], m["pod"])
+        if ref is None or ("uid" in m and m["uid"] != ref.uid):
+            return _error(StreamError(404, "pod does not exist"))
+        if not is_upgrade(request, "SPDY/3.1"):
+            return _error(StreamError(400, "unable to upgrade: missing upgrade headers in request"))
+        offered = [p.strip() for v in request.headers.getall("X-Stream-Protocol-Version", [])
+                   for p in v.split(",") if p.strip()]
+        if PORTFORWARD not in offered:
+            text = (f"unable to upgrade: unable to negotiate protocol: client supports [{' '.join(offered)}], "
+                    f"server accepts [{PORTFORWARD}]")
+            resp = _error(StreamError(403, text))
+            resp.headers["X-Accepted-Stream-Protocol-Versions"] = PORTFORWARD
+            return resp
+        if not ref.netns_path:
+            return _error(StreamError(500, f"pod {m['pod']} has no network namespace yet"))
+        resp, reader, writer = await hijack(request, {
+            "Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": PORTFORWARD})
+        forwarder = PortForwarder(ref.uid, ref.netns_path, self.pf_dialer(ref.netns_path))
+        try:
+            await forwarder.serve(Session(reader, writer, forwarder.accept))
+        except Exception:
+            log.exception("port-forward to %s/%s failed", m["ns"], m["pod"])
+        finally:
+            writer.close()
+        return resp
