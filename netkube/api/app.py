@@ -58,7 +58,7 @@ def make_app(store: Store, cluster: ClusterConfig, authn: Authenticator | None =
 
     async def on_startup(_: web.Application) -> None:
         registry.load()
-        ensure_system_objects(registry, cluster)
+        await ensure_system_objects(registry, cluster)
 
     async def on_shutdown(_: web.Application) -> None:
         for w in list(watches):  # end open watch streams so the runner can stop promptly

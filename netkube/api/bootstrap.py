@@ -10,20 +10,20 @@ from .status import ApiStatusError
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-def ensure_system_objects(registry: Registry, cluster: ClusterConfig) -> None:
+async def ensure_system_objects(registry: Registry, cluster: ClusterConfig) -> None:
     """Idempotent: creates only what is missing (safe on every start)."""
     for ns in SYSTEM_NAMESPACES:
         if registry.store.get(NAMESPACES.key(None, ns)) is None:
-            registry.create(NAMESPACES, None, {"metadata": {"name": ns}})
+            await registry.create(NAMESPACES, None, {"metadata": {"name": ns}})
     svc, ep = BY_KIND["Service"], BY_KIND["Endpoints"]
     labels = {"component": "apiserver", "provider": "kubernetes"}
     try:
         if registry.store.get(svc.key("default", "kubernetes")) is None:
-            registry.create(svc, "default", {"metadata": {"name": "kubernetes", "labels": labels}, "spec": {
+            await registry.create(svc, "default", {"metadata": {"name": "kubernetes", "labels": labels}, "spec": {
                 "clusterIP": cluster.kubernetes_service_ip,
                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": cluster.api_port}]}})
         if registry.store.get(ep.key("default", "kubernetes")) is None:
-            registry.create(ep, "default", {"metadata": {"name": "kubernetes", "labels": labels}, "subsets": [{
+            await registry.create(ep, "default", {"metadata": {"name": "kubernetes", "labels": labels}, "subsets": [{
                 "addresses": [{"ip": cluster.api_host}],
                 "ports": [{"name": "https", "port": cluster.api_port, "protocol": "TCP"}]}]})
     except ApiStatusError:

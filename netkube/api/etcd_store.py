@@ -10,11 +10,13 @@ import http.client
 import json
 import logging
 import threading
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from .store import Event, KeyExists, KeyMissing, Obj, RevisionMismatch, TooOld, Watch
+from .etcd_http import HttpPool
+from .store import Event, KeyExists, KeyMissing, Obj, Page, RevisionMismatch, TooOld, Watch, page_of, rewind
 
 log = logging.getLogger(__name__)
 COMPACTED = "required revision has been compacted"
@@ -64,10 +66,18 @@ class _Cache:
         self.loop = loop
         self.subs: dict[Watch, int] = {}  # watcher -> deliver events newer than this revision
         self.pending: collections.deque[Event] = collections.deque()  # applied, not yet fanned out
+        self.own: dict[int, Event] = {}  # our writes answered ahead of an earlier revision still in flight
         self.task: asyncio.Task[None] | None = None
 
     def apply(self, ev: Event) -> None:
-        """Record ev (caller holds the store's lock and has checked ev.rev > self.rev)."""
+        """Record ev (caller holds the store's lock and has checked ev.rev > self.rev). Applied in
+        revision order, the cached object is exactly the previous state: events arrive without
+        prev_kv (less work for etcd per write) and get their prev here."""
+        before = self.objs.get(ev.key)
+        if ev.prev is None and before is not None and ev.type != "ADDED":
+            ev.prev = json.loads(before)
+            if ev.type == "DELETED":  # the last state, at the deletion's revision
+                ev.obj = {**ev.prev, "metadata": {**ev.prev.get("metadata", {}), "resourceVersion": str(ev.rev)}}
         if ev.type == "DELETED":
             if self.objs.pop(ev.key, None) is not None:
                 i = bisect.bisect_left(self.keys, ev.key)
@@ -83,6 +93,14 @@ class _Cache:
         self.log.append(ev)
         self.pending.append(ev)
 
+    def catch_up(self) -> None:
+        """Apply our buffered writes that are now next in revision order; drop what the etcd
+        stream already delivered."""
+        while (ev := self.own.pop(self.rev + 1, None)) is not None:
+            self.apply(ev)
+        for r in [r for r in self.own if r <= self.rev]:
+            del self.own[r]
+
     def drain(self) -> None:
         """Hand pending events to the watchers, in revision order (on the loop's thread)."""
         while self.pending:
@@ -95,12 +113,13 @@ class _Cache:
 class EtcdStore:
     """Objects as JSON values under root+key; resourceVersion is etcd's mod_revision, as upstream.
 
-    The Store protocol is synchronous (the registry calls it from the apiserver's event loop, as it
-    calls sqlite). Reads and watches are served from an in-memory watch cache that one shared etcd
-    watch stream keeps current (started on first use from an event loop), so GET/LIST/watch never
-    wait on etcd; a read right after a write the cache has not seen yet goes to etcd. Writes are
-    single round trips on one keep-alive HTTP/1.1 connection. A watch from a revision older than the
-    cache's window gets its own etcd watch stream (or TooOld once etcd compacted that history).
+    Reads and watches are served from an in-memory watch cache that one shared etcd watch stream
+    keeps current (started on first use from an event loop), so GET/LIST/watch never wait on etcd;
+    a read right after a write the cache has not applied yet goes to etcd. Writes are coroutines:
+    one txn each over a pool of keep-alive connections, so the loop serves (and delivers watch
+    events) while etcd commits, and concurrent writes share etcd's batched commit. A watch from a
+    revision older than the cache's window gets its own etcd watch stream (or TooOld once etcd
+    compacted that history).
     """
 
     def __init__(self, endpoint: str, root: str = "", timeout: float = 10.0, log_size: int = 10000) -> None:
@@ -111,7 +130,8 @@ class EtcdStore:
         self.root = root.rstrip("/")
         self.timeout = timeout
         self.log_size = log_size
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: http.client.HTTPConnection | None = None  # the rare blocking reads (start-up, misses)
+        self._pool = HttpPool(u.hostname, u.port or 2379, timeout=timeout)  # writes and paged reads
         self._lock = threading.Lock()  # ThreadedApiServer tests may call in from another thread
         self._mu = threading.RLock()  # the cache, _written and _compacted
         self._cache: _Cache | None = None
@@ -140,8 +160,19 @@ class EtcdStore:
                         raise EtcdUnavailable(
                             f"etcd at {self.endpoint} did not answer ({e}); start etcd there or pass the right "
                             f"--etcd-endpoints") from None
+        return self._answer(path, resp.status, text)
+
+    async def _acall(self, path: str, body: Obj) -> Obj:
+        try:
+            status, text = await self._pool.post(path, body)
+        except OSError as e:
+            raise EtcdUnavailable(f"etcd at {self.endpoint} did not answer ({e}); start etcd there or pass the "
+                                  f"right --etcd-endpoints") from None
+        return self._answer(path, status, text)
+
+    def _answer(self, path: str, status: int, text: bytes) -> Obj:
         out: Obj = json.loads(text) if text else {}
-        if resp.status != 200:
+        if status != 200:
             msg = str(out.get("message") or out.get("error") or text[:200])
             if COMPACTED in msg:
                 raise _Compacted(msg)
@@ -168,9 +199,8 @@ class EtcdStore:
         return base64.b64encode(cls._raw(obj)).decode()
 
     # --- the watch cache ----------------------------------------------------------------------
-    def _fresh(self) -> _Cache | None:
-        """The cache when it holds every write this store made (starting it on first use from a
-        loop); None means: ask etcd."""
+    def _running(self) -> _Cache | None:
+        """The cache, started on first use from a loop; None outside a loop before that."""
         c = self._cache
         if c is None or (c.task is not None and c.task.done()):
             try:
@@ -178,7 +208,12 @@ class EtcdStore:
             except RuntimeError:
                 return None
             c = self._start_cache(loop)
-        return c if c.rev >= self._written else None
+        return c
+
+    def _fresh(self) -> _Cache | None:
+        """The cache when it holds every write this store made; None means: ask etcd."""
+        c = self._running()
+        return c if c is not None and c.rev >= self._written else None
 
     def _start_cache(self, loop: asyncio.AbstractEventLoop) -> _Cache:
         k = self._key("/")
@@ -217,21 +252,24 @@ class EtcdStore:
                 if rev <= c.rev:
                     return  # already applied when this store wrote it
                 c.apply(self._event(ev, strip))
+                c.catch_up()
                 c.drain()
 
         try:
-            await self._stream_from(k, c.rev + 1, on_event)
+            await self._stream_from(k, c.rev + 1, on_event, prev_kv=False)
         finally:
             if self._cache is c:
                 self._end_cache(c)
 
     def _publish(self, c: _Cache | None, ev: Event) -> None:
-        """A write of ours: into the cache now if it is the next revision, else the stream brings it."""
+        """A write of ours: into the cache now if it is the next revision, else held until the
+        revisions before it are applied (a concurrent write's answer, or the etcd stream)."""
         with self._mu:
             self._written = max(self._written, ev.rev)
-            if c is None or c is not self._cache or ev.rev != c.rev + 1:
+            if c is None or c is not self._cache or ev.rev <= c.rev:
                 return
-            c.apply(ev)
+            c.own[ev.rev] = ev
+            c.catch_up()
         try:
             here = asyncio.get_running_loop() is c.loop
         except RuntimeError:
@@ -248,7 +286,9 @@ class EtcdStore:
 
     # --- Store protocol -----------------------------------------------------------------------
     def revision(self) -> int:
-        c = self._fresh()
+        # what the cache (and so every watcher fed from it) has reached: a bookmark must not name a
+        # revision whose events a watcher has not been sent yet
+        c = self._running()
         if c is not None:
             return c.rev
         out = self._call("/v3/kv/range", {"key": b64(self._key("/")), "count_only": True})
@@ -263,32 +303,60 @@ class EtcdStore:
         kvs = self._call("/v3/kv/range", {"key": b64(self._key(key))}).get("kvs") or []
         return self._decode(kvs[0]) if kvs else None
 
-    def list_json(self, prefix: str) -> tuple[list[str], int] | None:
-        c = self._fresh()
-        if c is None:
-            return None
-        with self._mu:
-            keys, objs = c.keys, c.objs
-            i = bisect.bisect_left(keys, prefix)
-            hits = []
-            while i < len(keys) and keys[i].startswith(prefix):
-                hits.append(objs[keys[i]])
-                i += 1
-            return hits, c.rev
-
     def list(self, prefix: str) -> tuple[list[Obj], int]:
-        cached = self.list_json(prefix)
-        if cached is not None:
-            return [json.loads(t) for t in cached[0]], cached[1]
+        c = self._fresh()
+        if c is not None:
+            with self._mu:
+                rows, rev = self._cached_rows(c, prefix, prefix), c.rev
+            return [json.loads(t) for _, t in rows], rev
         k = self._key(prefix)
         out = self._call("/v3/kv/range", {"key": b64(k), "range_end": range_end(k)})
         return [self._decode(kv) for kv in out.get("kvs") or []], int(out["header"]["revision"])
 
-    def _txn(self, key: str, compare: Obj, op: Obj) -> tuple[bool, Obj]:
+    async def list_page(self, prefix: str, start: str, limit: int, rev: int | None,
+                        keep: Callable[[str], bool] | None = None) -> Page:
+        """From the cache when it holds rev (its objects with the later events undone), else a
+        range read at rev from etcd's MVCC history, TooOld once compacted (410 Expired)."""
+        lo = max(prefix, start)
+        c = self._fresh()
+        if c is not None:
+            with self._mu:
+                if rev is None or rev >= c.rev:
+                    rows = self._cached_rows(c, lo, prefix)
+                    if limit <= 0 and keep is None:  # a whole unfiltered LIST (the common case)
+                        return Page([t for _, t in rows], c.rev, None, 0)
+                    return page_of(rows, c.rev, start, limit, keep)
+                if rev >= c.floor and rev >= self._compacted:
+                    snap = dict(self._cached_rows(c, lo, prefix))
+                    rewind(snap, (e for e in c.log if e.key.startswith(prefix) and e.key >= lo), rev)
+                    return page_of(sorted(snap.items()), rev, start, limit, keep)
+        body: Obj = {"key": b64(self._key(lo)), "range_end": range_end(self._key(prefix))}
+        if rev is not None:
+            body["revision"] = str(rev)
+        try:
+            out = await self._acall("/v3/kv/range", body)
+        except _Compacted:
+            raise TooOld(rev or 0, self._compacted) from None
+        at = rev if rev is not None else int(out["header"]["revision"])
+        strip = len(self.root)
+        rows = [(unb64(kv["key"])[strip:], json.dumps(self._decode(kv), separators=(",", ":")))
+                for kv in out.get("kvs") or []]
+        return page_of(rows, at, start, limit, keep)
+
+    @staticmethod
+    def _cached_rows(c: _Cache, lo: str, prefix: str) -> list[tuple[str, str]]:
+        i = bisect.bisect_left(c.keys, lo)
+        rows = []
+        while i < len(c.keys) and c.keys[i].startswith(prefix):
+            rows.append((c.keys[i], c.objs[c.keys[i]]))
+            i += 1
+        return rows
+
+    async def _txn(self, key: str, compare: Obj, op: Obj) -> tuple[bool, Obj]:
         k = b64(self._key(key))
         body = {"compare": [{"key": k, **compare}], "success": [op],
                 "failure": [{"request_range": {"key": k}}]}
-        out = self._call("/v3/kv/txn", body)
+        out = await self._acall("/v3/kv/txn", body)
         return bool(out.get("succeeded")), out
 
     @staticmethod
@@ -300,35 +368,32 @@ class EtcdStore:
             return {"target": "MOD", "result": "EQUAL", "mod_revision": str(int(expect_rv))}
         return {"target": "VERSION", "result": "GREATER", "version": "0"}
 
-    def create(self, key: str, obj: Obj) -> Obj:
+    async def create(self, key: str, obj: Obj) -> Obj:
         c = self._cache
         raw = self._raw(obj)
         put = {"request_put": {"key": b64(self._key(key)), "value": base64.b64encode(raw).decode()}}
-        ok, out = self._txn(key, {"target": "VERSION", "result": "EQUAL", "version": "0"}, put)
+        ok, out = await self._txn(key, {"target": "VERSION", "result": "EQUAL", "version": "0"}, put)
         if not ok:
             raise KeyExists(key)
         rev = int(out["header"]["revision"])
         self._publish(c, Event("ADDED", key, _load(raw, rev), None, rev))
         return _load(raw, rev)
 
-    def update(self, key: str, obj: Obj, expect_rv: str | None = None) -> Obj:
+    async def update(self, key: str, obj: Obj, expect_rv: str | None = None) -> Obj:
         c = self._cache
         raw = self._raw(obj)
-        put = {"request_put": {"key": b64(self._key(key)), "value": base64.b64encode(raw).decode(),
-                               "prev_kv": True}}
-        ok, out = self._txn(key, self._compare_rev(expect_rv), put)
+        put = {"request_put": {"key": b64(self._key(key)), "value": base64.b64encode(raw).decode()}}
+        ok, out = await self._txn(key, self._compare_rev(expect_rv), put)
         if not ok:
             raise RevisionMismatch(key) if self._exists(out) else KeyMissing(key)
         rev = int(out["header"]["revision"])
-        prev_kv = (out["responses"][0].get("response_put") or {}).get("prev_kv")
-        prev = self._decode(prev_kv) if prev_kv else None
-        self._publish(c, Event("MODIFIED", key, _load(raw, rev), prev, rev))
+        self._publish(c, Event("MODIFIED", key, _load(raw, rev), None, rev))  # the cache fills in prev
         return _load(raw, rev)
 
-    def delete(self, key: str, expect_rv: str | None = None) -> Obj:
+    async def delete(self, key: str, expect_rv: str | None = None) -> Obj:
         c = self._cache
         op = {"request_delete_range": {"key": b64(self._key(key)), "prev_kv": True}}
-        ok, out = self._txn(key, self._compare_rev(expect_rv), op)
+        ok, out = await self._txn(key, self._compare_rev(expect_rv), op)
         if not ok:
             raise RevisionMismatch(key) if self._exists(out) else KeyMissing(key)
         prev_kvs = out["responses"][0]["response_delete_range"].get("prev_kvs") or []
@@ -397,10 +462,10 @@ class EtcdStore:
         except EtcdUnavailable:
             return 0
 
-    async def _stream_from(self, k: str, start: int, on_event) -> None:  # type: ignore[no-untyped-def]
+    async def _stream_from(self, k: str, start: int, on_event, prev_kv: bool = True) -> None:  # type: ignore[no-untyped-def]
         """Stream /v3/watch on prefix k from revision start, calling on_event per etcd event."""
         body = {"create_request": {"key": b64(k), "range_end": range_end(k), "start_revision": str(start),
-                                   "prev_kv": True}}
+                                   "prev_kv": prev_kv}}
         self.streams_opened += 1
         try:
             async with aiohttp.ClientSession() as s, s.post(
@@ -461,6 +526,7 @@ class EtcdStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        self._pool.close()
 
 
 class _Compacted(Exception):

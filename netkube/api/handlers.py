@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
+from . import apply as ssa
+from . import defaults, paging, protobuf, strict
 from . import patch as patches
-from . import protobuf
 from .podproxy import PodProxy
 from .registry import Registry
 from .resources import BY_PATH, Kind
 from .selectors import parse_fields, parse_labels
 from .status import ApiStatusError, bad_request, method_not_allowed, too_large
-from .store import Watch
+from .store import KeyLocks, TooOld, Watch
 from .tables import table
 from .watch import WatchStream
 
@@ -73,9 +76,9 @@ async def read_body(request: web.Request, required: bool = True) -> Any:
         return protobuf.decode_object(raw)
     try:
         if "yaml" in ctype:
-            return yaml.safe_load(raw)
-        return json.loads(raw)
-    except (ValueError, yaml.YAMLError) as e:
+            return strict.load_yaml(raw)  # these two remember repeated keys for fieldValidation
+        return strict.loads_json(raw)
+    except (ValueError, yaml.YAMLError, RecursionError) as e:
         # upstream: "couldn't get version/kind; json parse error: ..." with 400 BadRequest
         raise bad_request(f"couldn't get version/kind; json parse error: {str(e).splitlines()[0]}") from None
 
@@ -84,8 +87,10 @@ def wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
-def respond(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(obj, separators=(",", ":")), content_type="application/json")
+def respond(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    headers = CIMultiDict(strict.warning_headers(warnings)) if warnings else None
+    return web.Response(status=status, text=json.dumps(obj, separators=(",", ":")), content_type="application/json",
+                        headers=headers)
 
 
 class ResourceHandlers:
@@ -93,6 +98,7 @@ class ResourceHandlers:
         self.registry = registry
         self.watches = watches
         self.pods = PodProxy(registry, registry.cluster)
+        self.locks = KeyLocks()
 
     async def dispatch(self, request: web.Request, t: Target) -> web.StreamResponse:
         m = request.method
@@ -106,12 +112,19 @@ class ResourceHandlers:
             raise method_not_allowed()
         if t.sub in ("log", "exec", "attach", "portforward"):
             return await self._proxied(request, t)
+        if m == "GET" and t.sub != "eviction":
+            return self.get(request, t)
+        # one write per object at a time: each reads the object, changes it and compares-and-swaps,
+        # and with etcd several writes are in flight at once (an unconditional PATCH must not 409)
+        async with self.locks.hold(t.kind.key(t.namespace, t.name)):
+            return await self._write_named(request, t)
+
+    async def _write_named(self, request: web.Request, t: Target) -> web.StreamResponse:
+        m = request.method
         if t.sub == "eviction":
             if m != "POST":
                 raise method_not_allowed()
             return await self.evict(request, t)
-        if m == "GET":
-            return self.get(request, t)
         if m == "PUT":
             return await self.put(request, t)
         if m == "PATCH":
@@ -120,21 +133,18 @@ class ResourceHandlers:
             return await self.delete(request, t)
         if m == "POST" and t.sub == "binding":
             body = await read_body(request)
-            return respond(self.registry.bind(t.namespace or "", t.name, body), 201)
+            return respond(await self.registry.bind(t.namespace or "", t.name or "", body), 201)
         raise method_not_allowed()
 
     async def _proxied(self, request: web.Request, t: Target) -> web.StreamResponse:
-        """Subresources served by the pod's kubelet (GET log; GET or POST exec/attach)."""
+        """Subresources served by the pod's kubelet (GET log; GET or POST exec/attach/portforward)."""
         ns, name = t.namespace or "", t.name or ""
         if t.sub == "log" and request.method == "GET":
             return await self.pods.logs(request, ns, name)
         if t.sub in ("exec", "attach") and request.method in ("GET", "POST"):
             return await self.pods.stream(request, ns, name, t.sub)
         if t.sub == "portforward" and request.method in ("GET", "POST"):
-            self.registry.get(t.kind, ns, name)  # a missing pod is still a 404
-            # kubectl 1.32 tunnels SPDY frames inside the WebSocket for port-forward; no SPDY here yet.
-            raise bad_request("port-forward is not implemented by netkube yet (kubectl tunnels SPDY/3.1 "
-                              "over WebSocket for it); use `netkube exec` or a Service instead")
+            return await self.pods.portforward(request, ns, name)
         raise method_not_allowed()
 
     # --- reads ------------------------------------------------------------------------------
@@ -170,29 +180,39 @@ class ResourceHandlers:
                                  wants_table(request), include, q.get("allowWatchBookmarks") == "true",
                                  timeout, self.watches)
             return await stream.serve(request, rv)
-        if not wants_table(request) and not q.get("labelSelector") and not q.get("fieldSelector"):
-            fast = self._list_json(t)
-            if fast is not None:
-                return fast
-        items, rev = self.registry.list(t.kind, t.namespace)
-        items = [o for o in items if match(o)]
-        if wants_table(request):
-            return respond(table(t.kind.kind, items, str(rev), include))
-        return respond({"kind": f"{t.kind.kind}List", "apiVersion": t.kind.api_version,
-                        "metadata": {"resourceVersion": str(rev)}, "items": items})
+        return await self._list(request, t, match, include)
 
-    def _list_json(self, t: Target) -> web.Response | None:
-        """An unfiltered LIST from the store's JSON texts, spliced without decoding each object
-        (decode + re-encode of 1000 pods was most of a LIST's time); None if the store cannot."""
-        list_json = getattr(self.registry.store, "list_json", None)
-        got = list_json(t.kind.prefix(t.namespace)) if list_json is not None else None
-        if got is None:
-            return None
-        texts, rev = got
-        head = json.dumps({"kind": f"{t.kind.kind}List", "apiVersion": t.kind.api_version,
-                           "metadata": {"resourceVersion": str(rev)}}, separators=(",", ":"))
-        body = f'{head[:-1]},"items":[{",".join(texts)}]}}'
-        return web.Response(text=body, content_type="application/json")
+    async def _list(self, request: web.Request, t: Target, match: Any, include: str) -> web.Response:
+        """A LIST, whole or (?limit=N&continue=TOKEN) one chunk read at one revision, as kubectl get
+        (500 at a time) and informers page through big collections. Unfiltered JSON lists splice the
+        stored JSON texts (decoding and re-encoding 1000 pods was most of a LIST's time)."""
+        q = request.query
+        limit = paging.parse_limit(q.get("limit"))
+        prefix = t.kind.prefix(t.namespace)
+        start, rev = prefix, None
+        if q.get("continue"):
+            if q.get("resourceVersion") not in (None, "", "0"):
+                raise bad_request("specifying resource version is not allowed when using continue")
+            token_rev, rel = paging.decode(q["continue"])
+            start, rev = prefix + rel, (token_rev if token_rev > 0 else None)
+        filtered = bool(q.get("labelSelector") or q.get("fieldSelector"))
+        keep = (lambda text: bool(match(json.loads(text)))) if filtered else None
+        try:
+            page = await self.registry.store.list_page(prefix, start, limit, rev, keep)
+        except TooOld:
+            raise paging.ContinueExpired(start[len(prefix):]) from None
+        meta: Obj = {"resourceVersion": str(page.rev)}
+        if page.last_key is not None:
+            meta["continue"] = paging.encode(page.rev, page.last_key[len(prefix):] + "\x00")
+            if not filtered:  # upstream counts the rest only when no selector filters it
+                meta["remainingItemCount"] = page.remaining
+        if wants_table(request):
+            out = table(t.kind.kind, [json.loads(x) for x in page.items], str(page.rev), include)
+            out["metadata"] = meta
+            return respond(out)
+        head = json.dumps({"kind": f"{t.kind.kind}List", "apiVersion": t.kind.api_version, "metadata": meta},
+                          separators=(",", ":"))
+        return web.Response(text=f'{head[:-1]},"items":[{",".join(page.items)}]}}', content_type="application/json")
 
     # --- writes -----------------------------------------------------------------------------
     def _dry(self, request: web.Request) -> bool:
@@ -203,7 +223,45 @@ class ResourceHandlers:
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object describing one resource")
         self._check_type(body, t.kind)
-        return respond(self.registry.create(t.kind, t.namespace, body, self._dry(request)), 201)
+        warnings = strict.check_object(t.kind, body, strict.directive(request.query))
+        self._record(request, t, None, body)
+        return respond(await self.registry.create(t.kind, t.namespace, body, self._dry(request)), 201, warnings)
+
+    @staticmethod
+    def _manager(request: web.Request) -> str:
+        # upstream's default for non-apply writes: the User-Agent up to its first '/'
+        return request.query.get("fieldManager") or request.headers.get("User-Agent", "").split("/", 1)[0][:128]
+
+    def _scale_managed(self, request: web.Request, t: Target, scale: Any) -> list[Obj] | None:
+        """managedFields after a write to /scale: its writer owns .spec.replicas (subresource scale)."""
+        spec = scale.get("spec") if isinstance(scale, dict) else None
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            return None  # set_scale refuses it
+        live = self.registry.get(t.kind, t.namespace, t.name or "")
+        after = copy.deepcopy(live)
+        after.setdefault("spec", {})["replicas"] = replicas
+        return ssa.record_update(ssa.base_entries(live, None, "scale"), live, after, self._manager(request),
+                                 t.kind.api_version, "status" in t.kind.subresources, "scale")
+
+    def _record(self, request: web.Request, t: Target, old: Obj | None, new: Obj) -> None:
+        """Set new's managedFields for an Update-operation write (create, PUT, non-apply PATCH)."""
+        if "force" in request.query:
+            raise ssa.patch_options_invalid("force", "Forbidden", "may not be specified for non-apply patch")
+        if t.sub or not isinstance(new.get("metadata", {}), dict):
+            return  # a subresource write keeps the stored metadata (registry.update)
+        entries = ssa.base_entries(old, new, t.sub)
+        manager = self._manager(request)
+        filled = copy.deepcopy(new)
+        filled.setdefault("metadata", {})
+        defaults.apply(t.kind.kind, filled)  # upstream defaults before recording: the writer owns them
+        managed = ssa.record_update(entries, old or {}, filled, manager, t.kind.api_version,
+                                    "status" in t.kind.subresources)
+        md = new.setdefault("metadata", {})
+        if managed:
+            md["managedFields"] = managed
+        else:
+            md.pop("managedFields", None)
 
     def _check_type(self, body: Obj, kind: Kind) -> None:
         av, k = body.get("apiVersion"), body.get("kind")
@@ -218,17 +276,23 @@ class ResourceHandlers:
             raise bad_request("the request body must be a JSON object describing one resource")
         name = t.name or ""
         if t.sub == "scale":
-            return respond(self.registry.set_scale(t.kind, t.namespace or "", name, body))
+            return respond(await self.registry.set_scale(t.kind, t.namespace or "", name, body,
+                                                         self._scale_managed(request, t, body)))
         if t.sub in ("finalize",):
             return respond(self.registry.get(t.kind, t.namespace, name))
         self._check_type(body, t.kind)
-        return respond(self.registry.update(t.kind, t.namespace, name, body, t.sub, self._dry(request)))
+        warnings = strict.check_object(t.kind, body, strict.directive(request.query))
+        self._record(request, t, self.registry.get(t.kind, t.namespace, name), body)
+        return respond(await self.registry.update(t.kind, t.namespace, name, body, t.sub, self._dry(request)), 200,
+                       warnings)
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
         body = await read_body(request)
         ctype = request.content_type
         name = t.name or ""
         reg = self.registry
+        mode = strict.directive(request.query)
+        warnings: list[str] = []
         if ctype == "application/apply-patch+yaml":
             if not isinstance(body, dict):
                 raise bad_request("an apply patch must be one object")
@@ -238,10 +302,12 @@ class ResourceHandlers:
                 if e.code != 404 or t.sub:
                     raise
                 body.setdefault("metadata", {})["name"] = name
-                return respond(reg.create(t.kind, t.namespace, body, self._dry(request)), 201)
-            # server-side apply, approximated: the applied fields win, others are kept
-            base = reg.scale_of(t.kind, current) if t.sub == "scale" else current
-            new = patches.strategic_merge(base, body)
+                new, warnings = self._applied(request, t, None, body, mode)
+                return respond(await reg.create(t.kind, t.namespace, new, self._dry(request)), 201, warnings)
+            if t.sub == "scale":  # a Scale has no managed fields here: its applied fields simply win
+                new = patches.strategic_merge(reg.scale_of(t.kind, current), body)
+            else:
+                new, warnings = self._applied(request, t, current, body, mode)
         else:
             current = reg.get(t.kind, t.namespace, name)
             base = reg.scale_of(t.kind, current) if t.sub == "scale" else current
@@ -257,15 +323,36 @@ class ResourceHandlers:
                 new = patches.strategic_merge(base, body)
             else:
                 raise ApiStatusError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ctype})")
-        if not isinstance(new, dict):
+            if isinstance(new, dict) and t.sub != "scale":
+                warnings = strict.check_patched(t.kind, body, new, mode)
+                self._record(request, t, current, new)
+        if not isinstance(new, dict) or not isinstance(new.get("metadata", {}), dict):
             raise bad_request("the patch did not produce an object")
         if t.sub == "scale":
-            return respond(reg.set_scale(t.kind, t.namespace or "", name, new))
+            managed = None if ctype == "application/apply-patch+yaml" else self._scale_managed(request, t, new)
+            return respond(await reg.set_scale(t.kind, t.namespace or "", name, new, managed))
         # a patch carrying metadata.resourceVersion is a precondition, otherwise unconditional
         patched_rv = new.get("metadata", {}).get("resourceVersion")
         if patched_rv == current["metadata"].get("resourceVersion"):
             new["metadata"].pop("resourceVersion", None)
-        return respond(reg.update(t.kind, t.namespace, name, new, t.sub, self._dry(request)))
+        return respond(await reg.update(t.kind, t.namespace, name, new, t.sub, self._dry(request)), 200, warnings)
+
+    def _applied(self, request: web.Request, t: Target, live: Obj | None, body: Obj, mode: str) -> tuple[Obj, list[str]]:
+        """Server-side apply (apply.py): the object to write, with managedFields, and warnings."""
+        manager = request.query.get("fieldManager")
+        if not manager:
+            raise ssa.patch_options_invalid("fieldManager", "Required value", "is required for apply patch")
+        ssa.check_configuration(t.kind, t.namespace, name=t.name or "", applied=body)
+        warnings = strict.check_apply_yaml(body, mode)
+        status_sub = "status" in t.kind.subresources
+        if live is None:
+            new = copy.deepcopy(body)
+            new["metadata"]["managedFields"] = ssa.applied_on_create(body, manager, t.kind.api_version, status_sub)
+            return new, warnings
+        new, managed = ssa.apply(live, body, ssa.base_entries(live, None, t.sub), manager, t.kind.api_version,
+                                 request.query.get("force") == "true", status_sub, t.sub)
+        new.setdefault("metadata", {})["managedFields"] = managed
+        return new, warnings
 
     async def _delete_options(self, request: web.Request) -> Obj:
         body = await read_body(request, required=False)
@@ -302,14 +389,14 @@ class ResourceHandlers:
             opts["dryRun"] = ["All"]
         pod = self.registry.get(t.kind, t.namespace, t.name or "")  # 404 for a missing pod
         if pod["metadata"].get("deletionTimestamp") is None:
-            self.registry.delete(t.kind, t.namespace, t.name or "", opts)
+            await self.registry.delete(t.kind, t.namespace, t.name or "", opts)
         return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
 
     async def delete(self, request: web.Request, t: Target) -> web.Response:
         if t.sub:
             raise method_not_allowed()
         opts = await self._delete_options(request)
-        return respond(self.registry.delete(t.kind, t.namespace, t.name or "", opts))
+        return respond(await self.registry.delete(t.kind, t.namespace, t.name or "", opts))
 
     async def delete_collection(self, request: web.Request, t: Target) -> web.Response:
         opts = await self._delete_options(request)
@@ -321,7 +408,7 @@ class ResourceHandlers:
                 continue
             md = o["metadata"]
             try:
-                out.append(self.registry.delete(t.kind, md.get("namespace"), md["name"], dict(opts)))
+                out.append(await self.registry.delete(t.kind, md.get("namespace"), md["name"], dict(opts)))
             except ApiStatusError as e:
                 if e.code != 404:
                     raise

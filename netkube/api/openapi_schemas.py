@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .openapi_fields import TOP, with_more
+
 Obj = dict[str, Any]
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 CORE = "io.k8s.api.core.v1."
@@ -167,6 +169,7 @@ SCHEMAS: Obj = {
         "nodePort": s("integer", "The port on each node on which this service is exposed when type is NodePort or LoadBalancer.", format="int32"),
     }, ["port"]),
 }
+SCHEMAS = with_more(SCHEMAS)  # the other upstream fields, by name and type (openapi_fields.py)
 
 # upstream's one-line summaries of the kinds described only by their top-level fields
 GENERIC = {
@@ -216,7 +219,7 @@ def components(group: str, version: str, kinds: list[str]) -> Obj:
         if sch is None:
             sch = obj(GENERIC.get(kind, f"{kind} is served by netkube."), {
                 "apiVersion": s("string", API_VERSION), "kind": s("string", KIND),
-                "metadata": ref(META + "ObjectMeta", METADATA),
+                "metadata": ref(META + "ObjectMeta", METADATA), **TOP.get(kind, {}),
             })
         sch = dict(sch)
         sch["x-kubernetes-group-version-kind"] = [{"group": group, "kind": kind, "version": version}]

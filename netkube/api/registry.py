@@ -17,6 +17,7 @@ from .selectors import label_selector_string
 from .service_alloc import ServiceAllocations
 from .status import ApiStatusError, already_exists, bad_request, conflict, forbidden, invalid, not_found
 from .store import KeyExists, KeyMissing, RevisionMismatch, Store
+from .strict import json_type
 from .tables.age import now_rfc3339
 
 Obj = dict[str, Any]
@@ -30,7 +31,7 @@ WITH_GENERATION = {"Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job"
 def _strip_volatile(o: Obj) -> Obj:
     o = copy.deepcopy(o)
     o.get("metadata", {}).pop("resourceVersion", None)
-    o.get("metadata", {}).pop("managedFields", None)
+    # managedFields count: a write that only changes ownership (kubectl's CSA->SSA migration) is stored
     return o
 
 
@@ -79,7 +80,7 @@ class Registry:
         if nsobj.get("metadata", {}).get("deletionTimestamp"):
             raise forbidden(kind.plural, name, f"unable to create new content in namespace {ns} because it is being terminated", kind.group)
 
-    def create(self, kind: Kind, ns: str | None, body: Obj, dry_run: bool = False) -> Obj:
+    async def create(self, kind: Kind, ns: str | None, body: Obj, dry_run: bool = False) -> Obj:
         obj = copy.deepcopy(body)
         md = obj.setdefault("metadata", {})
         if not isinstance(md, dict):
@@ -99,7 +100,8 @@ class Registry:
             raise invalid(kind.kind, str(md.get("name") or md.get("generateName") or ""), kind.group, errs)
         name = md["name"]
         self._check_namespace(kind, ns, name)
-        for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
+        # managedFields stay: the handler computed them (netkube/api/apply.py), as upstream keeps a create's
+        for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(f, None)
         md["uid"] = str(uuid.uuid4())
         md["creationTimestamp"] = now_rfc3339()
@@ -117,7 +119,7 @@ class Registry:
             self.services.rollback(taken)
             return obj
         try:
-            return self.store.create(key, obj)
+            return await self.store.create(key, obj)
         except KeyExists:
             self.services.rollback(taken)
             raise already_exists(kind.plural, name, kind.group) from None
@@ -133,7 +135,7 @@ class Registry:
             obj["status"] = {"phase": "Active"}
 
     # --- update -----------------------------------------------------------------------------
-    def update(self, kind: Kind, ns: str | None, name: str, body: Obj, sub: str | None = None,
+    async def update(self, kind: Kind, ns: str | None, name: str, body: Obj, sub: str | None = None,
                dry_run: bool = False) -> Obj:
         old = self.get(kind, ns, name)
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
@@ -182,7 +184,7 @@ class Registry:
                 return new
             return old  # a no-op update does not bump the revision, as upstream
         try:
-            out = self._write_update(kind, old, new)
+            out = await self._write_update(kind, old, new)
         except BaseException:
             self.services.rollback(taken)
             raise
@@ -207,23 +209,23 @@ class Registry:
                        "(only additions to existing tolerations), `spec.terminationGracePeriodSeconds` "
                        "(allow it to be set to 1 if it was previously negative)")])
 
-    def _write_update(self, kind: Kind, old: Obj, new: Obj) -> Obj:
+    async def _write_update(self, kind: Kind, old: Obj, new: Obj) -> Obj:
         key = kind.key(old["metadata"].get("namespace"), old["metadata"]["name"])
         md = new["metadata"]
         # the last finalizer removed from an object being deleted completes the deletion
         if md.get("deletionTimestamp") and not md.get("finalizers") and kind.kind != "Namespace":
             if kind.kind != "Pod" or md.get("deletionGracePeriodSeconds", 0) == 0:
-                return self._remove(kind, key, new)
+                return await self._remove(kind, key, new)
         try:
-            return self.store.update(key, new, old["metadata"].get("resourceVersion"))
+            return await self.store.update(key, new, old["metadata"].get("resourceVersion"))
         except RevisionMismatch:
             raise conflict(kind.plural, old["metadata"]["name"], kind.group) from None
         except KeyMissing:
             raise not_found(kind.plural, old["metadata"]["name"], kind.group) from None
 
-    def _remove(self, kind: Kind, key: str, obj: Obj) -> Obj:
+    async def _remove(self, kind: Kind, key: str, obj: Obj) -> Obj:
         try:
-            out = self.store.delete(key)
+            out = await self.store.delete(key)
         except KeyMissing:
             raise not_found(kind.plural, obj["metadata"]["name"], kind.group) from None
         if kind.kind == "Service":
@@ -231,7 +233,7 @@ class Registry:
         return out
 
     # --- subresources -----------------------------------------------------------------------
-    def bind(self, ns: str, name: str, binding: Obj) -> Obj:
+    async def bind(self, ns: str, name: str, binding: Obj) -> Obj:
         pods = BY_KIND["Pod"]
         pod = self.get(pods, ns, name)
         target = (binding.get("target") or {}).get("name") if isinstance(binding, dict) else None
@@ -247,7 +249,7 @@ class Registry:
         conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                       "lastTransitionTime": now_rfc3339()})
         pod["status"]["conditions"] = conds
-        self._write_update(pods, self.get(pods, ns, name), pod)
+        await self._write_update(pods, self.get(pods, ns, name), pod)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     def scale_of(self, kind: Kind, obj: Obj) -> Obj:
@@ -259,7 +261,12 @@ class Registry:
                 "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
                            "selector": label_selector_string(spec.get("selector")).replace("<none>", "")}}
 
-    def set_scale(self, kind: Kind, ns: str, name: str, scale: Obj) -> Obj:
+    async def set_scale(self, kind: Kind, ns: str, name: str, scale: Obj, managed: list[Obj] | None = None) -> Obj:
+        """managed: the object's managedFields after this write (the handler records the scale writer)."""
+        for part, go_type in (("metadata", "v1.ObjectMeta"), ("spec", "v1.ScaleSpec")):
+            if scale.get(part) is not None and not isinstance(scale[part], dict):
+                raise bad_request(f'Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal '
+                                  f'{json_type(scale[part])} into Go struct field Scale.{part} of type {go_type}')
         obj = self.get(kind, ns, name)
         rv = (scale.get("metadata") or {}).get("resourceVersion")
         if rv and rv != obj["metadata"].get("resourceVersion"):
@@ -270,10 +277,12 @@ class Registry:
                 "spec.replicas", "FieldValueInvalid", replicas, "must be greater than or equal to 0")])
         obj["spec"]["replicas"] = replicas
         obj["metadata"].pop("resourceVersion", None)
-        return self.scale_of(kind, self.update(kind, ns, name, obj))
+        if managed is not None:
+            obj["metadata"]["managedFields"] = managed
+        return self.scale_of(kind, await self.update(kind, ns, name, obj))
 
     # --- delete -----------------------------------------------------------------------------
-    def delete(self, kind: Kind, ns: str | None, name: str, opts: Obj) -> Obj:
+    async def delete(self, kind: Kind, ns: str | None, name: str, opts: Obj) -> Obj:
         obj = self.get(kind, ns, name)
         md = obj["metadata"]
         pre = opts.get("preconditions") or {}
@@ -286,7 +295,7 @@ class Registry:
             return obj
         key = kind.key(ns, name)
         if kind.kind == "Namespace":
-            return self._delete_namespace(obj)
+            return await self._delete_namespace(obj)
         grace = opts.get("gracePeriodSeconds")
         if kind.kind == "Pod":
             spec, phase = obj.get("spec") or {}, (obj.get("status") or {}).get("phase")
@@ -300,23 +309,23 @@ class Registry:
                 # graceful: mark and keep, the kubelet stops containers and deletes with grace 0
                 md["deletionTimestamp"] = (datetime.now(UTC) + timedelta(seconds=grace)).strftime("%Y-%m-%dT%H:%M:%SZ")
                 md["deletionGracePeriodSeconds"] = grace
-                return self.store.update(key, obj)
+                return await self.store.update(key, obj)
             if grace > 0:
                 return obj
         if md.get("finalizers"):
             if not md.get("deletionTimestamp"):
                 md["deletionTimestamp"] = now_rfc3339()
                 md["deletionGracePeriodSeconds"] = 0
-                return self.store.update(key, obj)
+                return await self.store.update(key, obj)
             if kind.kind == "Pod" and md.get("deletionGracePeriodSeconds"):
                 md["deletionGracePeriodSeconds"] = 0
-                return self.store.update(key, obj)
+                return await self.store.update(key, obj)
             return obj
-        out = self._remove(kind, key, obj)
-        self._cascade(out, opts.get("propagationPolicy") or "Background")
+        out = await self._remove(kind, key, obj)
+        await self._cascade(out, opts.get("propagationPolicy") or "Background")
         return out
 
-    def _cascade(self, owner: Obj, policy: str) -> None:
+    async def _cascade(self, owner: Obj, policy: str) -> None:
         """Delete (or orphan) dependents by ownerReferences; a stand-in for upstream's GC controller."""
         uid, ns = owner["metadata"].get("uid"), owner["metadata"].get("namespace")
         if not ns:
@@ -331,13 +340,13 @@ class Registry:
                 try:
                     if policy == "Orphan":
                         dep["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
-                        self.store.update(k.key(ns, dep["metadata"]["name"]), dep)
+                        await self.store.update(k.key(ns, dep["metadata"]["name"]), dep)
                     else:
-                        self.delete(k, ns, dep["metadata"]["name"], {"propagationPolicy": policy})
+                        await self.delete(k, ns, dep["metadata"]["name"], {"propagationPolicy": policy})
                 except (ApiStatusError, KeyMissing):
                     continue
 
-    def _delete_namespace(self, obj: Obj) -> Obj:
+    async def _delete_namespace(self, obj: Obj) -> Obj:
         name = obj["metadata"]["name"]
         if name in PROTECTED_NAMESPACES:
             raise forbidden("namespaces", name, "this namespace may not be deleted")
@@ -346,7 +355,7 @@ class Registry:
         obj["metadata"]["deletionTimestamp"] = now_rfc3339()
         obj["metadata"]["deletionGracePeriodSeconds"] = 0
         obj.setdefault("status", {})["phase"] = "Terminating"
-        out = self.store.update(NAMESPACES.key(None, name), obj)
+        out = await self.store.update(NAMESPACES.key(None, name), obj)
         task = asyncio.get_running_loop().create_task(self._finish_namespace(name))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -359,7 +368,7 @@ class Registry:
             if k.namespaced:
                 for o in self.store.list(k.prefix(name))[0]:
                     try:
-                        self.delete(k, name, o["metadata"]["name"], {"propagationPolicy": "Background"})
+                        await self.delete(k, name, o["metadata"]["name"], {"propagationPolicy": "Background"})
                     except ApiStatusError:
                         pass
         loop = asyncio.get_running_loop()
@@ -368,11 +377,11 @@ class Registry:
             await asyncio.sleep(0.5)
         for o in self.store.list(pods.prefix(name))[0]:  # kubelet never finished: force
             try:
-                self.store.delete(pods.key(name, o["metadata"]["name"]))
+                await self.store.delete(pods.key(name, o["metadata"]["name"]))
             except KeyMissing:
                 pass
         try:
-            self.store.delete(NAMESPACES.key(None, name))
+            await self.store.delete(NAMESPACES.key(None, name))
         except KeyMissing:
             pass
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import collections
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
-from .store import Event, KeyExists, KeyMissing, Obj, RevisionMismatch, TooOld, Watch
+from .store import Event, KeyExists, KeyMissing, Obj, Page, RevisionMismatch, TooOld, Watch, page_of, rewind
 
 
 class SqliteStore:
-    """Single-writer store used from the apiserver's event loop thread.
+    """Single-writer store used from the apiserver's event loop thread (its writes are coroutines
+    only to match the Store protocol: a WAL commit without fsync is short enough to run inline).
 
     Every write bumps one global revision (like etcd's) and records an event; watchers replay
     retained events and then follow live ones. The last log_size events are also kept in an
@@ -71,11 +73,26 @@ class SqliteStore:
         ).fetchall()
         return [json.loads(r[0]) for r in rows], self._rev
 
-    def list_json(self, prefix: str) -> tuple[list[str], int] | None:
+    async def list_page(self, prefix: str, start: str, limit: int, rev: int | None,
+                        keep: Callable[[str], bool] | None = None) -> Page:
+        """The chunk as of rev: the current rows with the retained events after rev undone (no
+        MVCC in sqlite; the event log is the history), TooOld when rev is older than the log."""
+        now = self.revision()
+        if rev is not None and rev < now and rev < self._log_floor:
+            raise TooOld(rev, self._log_floor + 1)
+        if limit <= 0 and keep is None and (rev is None or rev >= now) and start <= prefix:
+            # a whole unfiltered LIST (the common case): the JSON texts alone
+            texts = self.db.execute("SELECT data FROM objects WHERE key >= ? AND key < ? ORDER BY key",
+                                    (prefix, prefix + "\uffff")).fetchall()
+            return Page([t for (t,) in texts], now, None, 0)
         rows = self.db.execute(
-            "SELECT data FROM objects WHERE key >= ? AND key < ? ORDER BY key", (prefix, prefix + "\uffff")
-        ).fetchall()
-        return [r[0] for r in rows], self._rev
+            "SELECT key, data FROM objects WHERE key >= ? AND key < ? ORDER BY key",
+            (max(prefix, start), prefix + "\uffff")).fetchall()
+        if rev is None or rev >= now:
+            return page_of(rows, now, start, limit, keep)
+        snap = dict(rows)
+        rewind(snap, (e for e in self._log if e.key.startswith(prefix) and e.key >= start), rev)
+        return page_of(sorted(snap.items()), rev, start, limit, keep)
 
     def _write(self, key: str, obj: Obj | None, etype: str, prev: Obj | None) -> Obj:
         db = self.db
@@ -112,12 +129,12 @@ class SqliteStore:
                 w.queue.put_nowait(ev)
         return out
 
-    def create(self, key: str, obj: Obj) -> Obj:
+    async def create(self, key: str, obj: Obj) -> Obj:
         if self.get(key) is not None:
             raise KeyExists(key)
         return self._write(key, obj, "ADDED", None)
 
-    def update(self, key: str, obj: Obj, expect_rv: str | None = None) -> Obj:
+    async def update(self, key: str, obj: Obj, expect_rv: str | None = None) -> Obj:
         prev = self.get(key)
         if prev is None:
             raise KeyMissing(key)
@@ -125,7 +142,7 @@ class SqliteStore:
             raise RevisionMismatch(key)
         return self._write(key, obj, "MODIFIED", prev)
 
-    def delete(self, key: str, expect_rv: str | None = None) -> Obj:
+    async def delete(self, key: str, expect_rv: str | None = None) -> Obj:
         prev = self.get(key)
         if prev is None:
             raise KeyMissing(key)

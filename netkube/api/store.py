@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,7 +52,64 @@ class Watch:
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
 
 
+@dataclass
+class Page:
+    """One chunk of a paginated LIST, read at one revision (every chunk of a list shares it)."""
+
+    items: list[str]  # JSON texts, resourceVersion included
+    rev: int
+    last_key: str | None  # the last key examined when more follow (the continue point), else None
+    remaining: int  # objects after this chunk in the same snapshot
+
+
+def page_of(rows: list[tuple[str, str]], rev: int, start: str, limit: int,
+            keep: Callable[[str], bool] | None = None) -> Page:
+    """Up to limit rows (key-sorted (key, json)) with key >= start that keep() accepts; the snapshot
+    is rows itself, so later chunks read from the same revision see the same objects."""
+    i = bisect.bisect_left(rows, (start, ""))
+    out: list[str] = []
+    while i < len(rows) and (limit <= 0 or len(out) < limit):
+        if keep is None or keep(rows[i][1]):
+            out.append(rows[i][1])
+        i += 1
+    more = i < len(rows)
+    return Page(out, rev, rows[i - 1][0] if more and i > 0 else None, len(rows) - i if more else 0)
+
+
+def rewind(rows: dict[str, str], events: Iterable[Event], rev: int) -> None:
+    """Undo, newest first, the events after rev on rows (key -> JSON text): the objects as of rev."""
+    for ev in sorted((e for e in events if e.rev > rev), key=lambda e: e.rev, reverse=True):
+        if ev.type == "ADDED" or ev.prev is None:
+            rows.pop(ev.key, None)
+        else:
+            rows[ev.key] = json.dumps(ev.prev, separators=(",", ":"))
+
+
+class KeyLocks:
+    """asyncio locks by key, dropped when nobody holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class Store(Protocol):
+    """Reads are synchronous (served from memory or a local file); writes are coroutines so a
+    store that waits on the network (etcd) keeps the event loop free while a write is in flight."""
+
     def revision(self) -> int: ...
 
     def get(self, key: str) -> Obj | None: ...
@@ -57,18 +118,19 @@ class Store(Protocol):
         """All objects under prefix (sorted by key) and the revision they were read at."""
         ...
 
-    def list_json(self, prefix: str) -> tuple[list[str], int] | None:
-        """Like list, but each object as its JSON text (resourceVersion included), for LIST
-        responses without decoding and re-encoding every object; None: use list() instead."""
+    async def list_page(self, prefix: str, start: str, limit: int, rev: int | None,
+                        keep: Callable[[str], bool] | None = None) -> Page:
+        """A LIST chunk: keys >= start under prefix, as of rev (None: now); TooOld once that revision
+        is no longer available (upstream's 410 Expired for a continue token)."""
         ...
 
-    def create(self, key: str, obj: Obj) -> Obj:
+    async def create(self, key: str, obj: Obj) -> Obj:
         """Store obj with a new revision written into metadata.resourceVersion; KeyExists if taken."""
         ...
 
-    def update(self, key: str, obj: Obj, expect_rv: str | None = None) -> Obj: ...
+    async def update(self, key: str, obj: Obj, expect_rv: str | None = None) -> Obj: ...
 
-    def delete(self, key: str, expect_rv: str | None = None) -> Obj:
+    async def delete(self, key: str, expect_rv: str | None = None) -> Obj:
         """Remove and return the object; the DELETED event carries a fresh revision."""
         ...
 

@@ -38,15 +38,15 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], S
 
 async def test_store_revisions_persist_and_conflict(open_store: Callable[[], Store]) -> None:
     s = open_store()
-    a = s.create("/k/a", {"metadata": {"name": "a"}})
-    b = s.update("/k/a", {"metadata": {"name": "a"}, "x": 1}, a["metadata"]["resourceVersion"])
+    a = await s.create("/k/a", {"metadata": {"name": "a"}})
+    b = await s.update("/k/a", {"metadata": {"name": "a"}, "x": 1}, a["metadata"]["resourceVersion"])
     assert int(b["metadata"]["resourceVersion"]) == int(a["metadata"]["resourceVersion"]) + 1
     with pytest.raises(KeyExists):
-        s.create("/k/a", {"metadata": {"name": "a"}})
+        await s.create("/k/a", {"metadata": {"name": "a"}})
     with pytest.raises(RevisionMismatch):
-        s.update("/k/a", {"metadata": {}}, a["metadata"]["resourceVersion"])
+        await s.update("/k/a", {"metadata": {}}, a["metadata"]["resourceVersion"])
     with pytest.raises(KeyMissing):
-        s.delete("/k/none")
+        await s.delete("/k/none")
     assert s.list("/k/")[0] == [b] and s.get("/k/a") == b
     rev = s.revision()
     s.close()
@@ -56,9 +56,9 @@ async def test_store_revisions_persist_and_conflict(open_store: Callable[[], Sto
     w = s2.watch("/k/", int(a["metadata"]["resourceVersion"]))
     ev = await asyncio.wait_for(w.queue.get(), 5)
     assert ev is not None and (ev.type, ev.obj, ev.prev and ev.prev["metadata"]) == ("MODIFIED", b, a["metadata"])
-    c = s2.create("/k/b", {"metadata": {}})
+    c = await s2.create("/k/b", {"metadata": {}})
     assert int(c["metadata"]["resourceVersion"]) > rev
-    d = s2.delete("/k/a", b["metadata"]["resourceVersion"])
+    d = await s2.delete("/k/a", b["metadata"]["resourceVersion"])
     events = [await asyncio.wait_for(w.queue.get(), 5) for _ in range(2)]
     assert [(e.type, e.key, e.rev) for e in events if e] == [
         ("ADDED", "/k/b", int(c["metadata"]["resourceVersion"])),
@@ -68,11 +68,11 @@ async def test_store_revisions_persist_and_conflict(open_store: Callable[[], Sto
     s2.close()
 
 
-def test_store_log_is_bounded(tmp_path: Path) -> None:
+async def test_store_log_is_bounded(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path / "db", log_size=3)
     first = s.revision()
     for i in range(6):
-        s.create(f"/k/{i}", {"metadata": {}})
+        await s.create(f"/k/{i}", {"metadata": {}})
     with pytest.raises(TooOld):
         s.watch("/k/", first)
     w = s.watch("/k/", s.revision() - 2)
@@ -84,12 +84,12 @@ async def test_etcd_compaction_is_too_old(etcd_url: str) -> None:
     s = EtcdStore(etcd_url, etcd_root())
     first = s.revision()
     for i in range(3):
-        s.create(f"/k/{i}", {"metadata": {}})
+        await s.create(f"/k/{i}", {"metadata": {}})
     s.compact(s.revision())
     with pytest.raises(TooOld):
         s.watch("/k/", first)
     w = s.watch("/k/", s.revision())  # from the compaction point on is still fine
-    s.create("/k/x", {"metadata": {}})
+    await s.create("/k/x", {"metadata": {}})
     ev = await asyncio.wait_for(w.queue.get(), 5)
     assert ev is not None and ev.key == "/k/x"
     s.close()
