@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from netkube.client import ENDPOINTS, ENDPOINTSLICES, ApiError, Obj
 from netkube.controllers.base import Informers, clone, owner_reference, split_key
 from netkube.controllers.endpoints_render import render_slices, render_subsets
 from netkube.controllers.hashing import random_suffix
+from netkube.controllers.triggertime import TriggerTimeTracker, stamp
 from netkube.controllers.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class EndpointsController:
         self.inf = informers
         self.queue = WorkQueue("endpoints")
         self._recent: dict[str, Obj] = {}  # slices we created that the informer may not show yet
+        self.triggers = TriggerTimeTracker()
 
     def register(self) -> None:
         self.inf.services.add_handler(lambda t, s, o: self.queue.add(f"{s['metadata']['namespace']}/{s['metadata']['name']}"))
@@ -69,13 +72,15 @@ class EndpointsController:
         svc = self.inf.services.get(name, ns)
         if svc is None or not svc.get("spec", {}).get("selector"):
             if svc is None:
+                self.triggers.forget(ns, name)
                 await self._delete_all(ns, name)
             return  # a Service without selector: its Endpoints belong to the user
         pods = selected_pods(self.inf.pods.items(), svc)
-        await self._sync_endpoints(svc, pods)
-        await self._sync_slices(svc, pods)
+        when = self.triggers.compute(svc, pods)
+        await self._sync_endpoints(svc, pods, when)
+        await self._sync_slices(svc, pods, when)
 
-    async def _sync_endpoints(self, svc: Obj, pods: list[Obj]) -> None:
+    async def _sync_endpoints(self, svc: Obj, pods: list[Obj], when: datetime | None = None) -> None:
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         subsets = render_subsets(svc, pods)
         labels = service_labels(svc)
@@ -85,10 +90,12 @@ class EndpointsController:
         ep: Obj = {"apiVersion": "v1", "kind": "Endpoints",
                    "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": subsets}
         # A 409 (our cache lags behind a write) propagates; the queue retries with fresher data.
+        if cur is not None:
+            ep["metadata"] = {**clone(cur["metadata"]), "labels": labels}
+        stamp(ep["metadata"], when)
         if cur is None:
             await self.client.create(ENDPOINTS, ep, ns)  # type: ignore[attr-defined]
         else:
-            ep["metadata"] = {**clone(cur["metadata"]), "labels": labels}
             await self.client.update(ENDPOINTS, ep)  # type: ignore[attr-defined]
 
     def _existing_slices(self, ns: str, name: str) -> list[Obj]:
@@ -104,7 +111,7 @@ class EndpointsController:
                 seen.setdefault(s["metadata"]["name"], s)
         return sorted(seen.values(), key=lambda s: s["metadata"]["name"])
 
-    async def _sync_slices(self, svc: Obj, pods: list[Obj]) -> None:
+    async def _sync_slices(self, svc: Obj, pods: list[Obj], when: datetime | None = None) -> None:
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         labels = {**service_labels(svc), SERVICE_NAME: name, MANAGED_BY: SLICE_CONTROLLER}
         desired = render_slices(svc, pods)
@@ -119,7 +126,7 @@ class EndpointsController:
             plan.append((match, ports, eps))
         plan = [(cur if cur is not None else (unmatched.pop(0) if unmatched else None), p, e) for cur, p, e in plan]
         for cur, ports, eps in plan:
-            await self._write_slice(svc, cur, labels, ports, eps)
+            await self._write_slice(svc, cur, labels, ports, eps, when)
         for extra in unmatched:
             try:
                 await self.client.delete(ENDPOINTSLICES, extra["metadata"]["name"], ns)  # type: ignore[attr-defined]
@@ -129,7 +136,7 @@ class EndpointsController:
             self._recent.pop(f"{ns}/{extra['metadata']['name']}", None)
 
     async def _write_slice(self, svc: Obj, cur: Obj | None, labels: dict[str, str], ports: list[Obj],
-                           eps: list[Obj]) -> None:
+                           eps: list[Obj], when: datetime | None = None) -> None:
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         if cur is not None and (cur.get("endpoints") or []) == eps and (cur.get("ports") or []) == ports \
                 and (cur["metadata"].get("labels") or {}) == labels:
@@ -139,10 +146,12 @@ class EndpointsController:
         if cur is None:
             body["metadata"] = {"name": f"{name}-{random_suffix()}", "generateName": f"{name}-", "namespace": ns,
                                 "labels": labels, "ownerReferences": [owner_reference(svc)]}
+            stamp(body["metadata"], when)
             made = await self.client.create(ENDPOINTSLICES, body, ns)  # type: ignore[attr-defined]
             self._recent[f"{ns}/{made['metadata']['name']}"] = made
         else:
             body["metadata"] = {**clone(cur["metadata"]), "labels": labels}
+            stamp(body["metadata"], when)
             made = await self.client.update(ENDPOINTSLICES, body)  # type: ignore[attr-defined]
             if f"{ns}/{made['metadata']['name']}" in self._recent:
                 self._recent[f"{ns}/{made['metadata']['name']}"] = made

@@ -149,6 +149,9 @@ async def test_endpoints_follow_readiness_with_named_target_port(cluster: FakeAp
     assert sl["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
     assert sl["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "endpointslice-controller.k8s.io"
     assert sl["addressType"] == "IPv4" and sl["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    # Both carry the trigger time kube-proxy reports its programming latency from.
+    for obj in (ep, sl):
+        assert obj["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"].endswith("Z")
 
     # One pod turns unready: it moves to notReadyAddresses within a second.
     victim = sorted(ep["subsets"][0]["addresses"], key=lambda a: a["ip"])[0]
