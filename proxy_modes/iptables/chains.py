@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 from proxy_modes.model import Endpoint, ServicePortName
 
@@ -55,10 +56,18 @@ JUMPS = (
 )
 
 
+@lru_cache(maxsize=1 << 17)  # every sync asks again for the same names; hashing them is most of a render
 def port_proto_hash(spn: ServicePortName, extra: str = "") -> str:
     """First 16 chars of base32(sha256(servicePortName + protocol [+ "ip:port"])), as upstream."""
     digest = hashlib.sha256((str(spn) + spn.proto + extra).encode()).digest()
     return base64.b32encode(digest).decode()[:16]
+
+
+@lru_cache(maxsize=1 << 15)
+def service_chain_names(spn: ServicePortName) -> tuple[str, str, str]:
+    """KUBE-SVC-, KUBE-SVL- and KUBE-EXT- of one service port (one hash, one cache lookup)."""
+    h = port_proto_hash(spn)
+    return "KUBE-SVC-" + h, "KUBE-SVL-" + h, "KUBE-EXT-" + h
 
 
 def svc_chain(spn: ServicePortName) -> str:
@@ -73,7 +82,7 @@ def ext_chain(spn: ServicePortName) -> str:
     return "KUBE-EXT-" + port_proto_hash(spn)
 
 
-def sep_chain(spn: ServicePortName, ep: Endpoint) -> str:
+def sep_chain(spn: ServicePortName, ep: Endpoint | str) -> str:
     return "KUBE-SEP-" + port_proto_hash(spn, str(ep))
 
 

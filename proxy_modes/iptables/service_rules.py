@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from proxy_modes.iptables import chains as C
-from proxy_modes.model import Endpoint, ProxyState, ServicePort, usable
+from proxy_modes.model import Endpoint, ServicePort, usable
 
 if TYPE_CHECKING:
-    from proxy_modes.iptables.render import Buffers, RenderConfig
+    from proxy_modes.iptables.render import RenderConfig
 
 
+@dataclass
+class Fragment:
+    """Everything one service port contributes, as iptables-restore lines in upstream's order."""
+
+    filter_rules: list[str] = field(default_factory=list)  # in filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES
+    nat_shared: list[str] = field(default_factory=list)  # in nat KUBE-SERVICES / KUBE-NODEPORTS
+    chains: list[str] = field(default_factory=list)  # its own nat chains, in declaration order
+    rules: list[str] = field(default_factory=list)  # the rules of those chains
+    source: tuple[ServicePort, tuple[Endpoint, ...]] | None = None  # what it was rendered from (reuse if equal)
+    by_chain: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # shared rules per (table, chain)
+    _own: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+
+    def shared(self, table: str, chain: str) -> list[str]:
+        return self.by_chain.get((table, chain), [])
+
+    def index_shared(self) -> None:
+        for table, lines in (("filter", self.filter_rules), ("nat", self.nat_shared)):
+            for r in lines:
+                self.by_chain.setdefault((table, r[3:r.index(" ", 3)]), []).append(r)
+
+    def chain_rules(self) -> dict[str, list[str]]:
+        """Its rules per own chain (computed once)."""
+        if self._own is None:
+            self._own = {c: [] for c in self.chains}
+            for r in self.rules:
+                self._own[r[3:r.index(" ", 3)]].append(r)
+        return self._own
+
+
+@lru_cache(maxsize=256)
 def probability(n: int) -> str:
     """Upstream computes 1/n and prints it with %0.10f."""
     return f"{1.0 / n:0.10f}"
@@ -20,26 +52,19 @@ def _q(comment: str) -> str:
     return f'"{comment}"' if " " in comment else comment
 
 
-def service_chains(sp: ServicePort, state: ProxyState) -> set[str]:
-    eps = state.endpoints.get(sp.name, [])
-    every = {str(e): e for e in usable(eps) + usable(eps, local_only=True)}
-    return {C.svc_chain(sp.name), C.svl_chain(sp.name), C.ext_chain(sp.name)} | {
-        C.sep_chain(sp.name, e) for e in every.values()
-    }
-
-
-def write_service(b: Buffers, cfg: RenderConfig, sp: ServicePort, eps: list[Endpoint], skip_chains: bool) -> None:
+def render_service(cfg: RenderConfig, sp: ServicePort, eps: list[Endpoint]) -> Fragment:
+    f = Fragment(source=(sp, tuple(eps)))
     spn, name = sp.name, str(sp.name)
     proto = spn.proto
     cluster_eps = usable(eps)
-    local_eps = usable(eps, local_only=True)
+    local_eps = usable(eps, local_only=True) if sp.internal_policy_local or sp.external_policy_local else []
     has_endpoints = bool(cluster_eps)
-    cluster_chain, local_chain, ext = C.svc_chain(spn), C.svl_chain(spn), C.ext_chain(spn)
+    cluster_chain, local_chain, ext = C.service_chain_names(spn)
     internal_chain = local_chain if sp.internal_policy_local else cluster_chain
     external_policy_chain = local_chain if sp.external_policy_local else cluster_chain
     # Upstream UsesClusterEndpoints: ETP=Local still needs the cluster chain for pod/node traffic.
     uses_cluster_chain = bool(cluster_eps) and (not sp.internal_policy_local or sp.externally_accessible)
-    uses_local_chain = bool(local_eps) and (sp.internal_policy_local or sp.external_policy_local)
+    uses_local_chain = bool(local_eps)
     uses_ext_chain = has_endpoints and sp.externally_accessible
     has_internal = bool(local_eps) if sp.internal_policy_local else has_endpoints
     has_external = bool(local_eps) if sp.external_policy_local else has_endpoints
@@ -51,42 +76,40 @@ def write_service(b: Buffers, cfg: RenderConfig, sp: ServicePort, eps: list[Endp
     match = f"-m {proto} -p {proto}"
     cip = f'-m comment --comment "{name} cluster IP" {match} -d {sp.cluster_ip} --dport {sp.port}'
     if has_internal:
-        b.nat_rules.append(f"-A {C.KUBE_SERVICES} {cip} -j {internal_chain}")
+        f.nat_shared.append(f"-A {C.KUBE_SERVICES} {cip} -j {internal_chain}")
     else:
         comment, target = filter_target()
-        b.filter_rules.append(
+        f.filter_rules.append(
             f'-A {C.KUBE_SERVICES} -m comment --comment "{comment}" {match} -d {sp.cluster_ip} --dport {sp.port} -j {target}'
         )
     for kind, ips in (("external IP", sp.external_ips), ("loadbalancer IP", sp.load_balancer_ips)):
         for ip in ips:
             if has_endpoints:
-                b.nat_rules.append(
+                f.nat_shared.append(
                     f'-A {C.KUBE_SERVICES} -m comment --comment "{name} {kind}" {match} -d {ip} --dport {sp.port} -j {ext}'
                 )
             if not has_external:
                 comment, target = filter_target()
-                b.filter_rules.append(
+                f.filter_rules.append(
                     f'-A {C.KUBE_EXTERNAL_SERVICES} -m comment --comment "{comment}" {match} -d {ip} --dport {sp.port} -j {target}'
                 )
     if sp.node_port:
         if has_endpoints:
-            b.nat_rules.append(f"-A {C.KUBE_NODEPORTS} -m comment --comment {_q(name)} {match} --dport {sp.node_port} -j {ext}")
+            f.nat_shared.append(f"-A {C.KUBE_NODEPORTS} -m comment --comment {_q(name)} {match} --dport {sp.node_port} -j {ext}")
         if not has_external:
             comment, target = filter_target()
-            b.filter_rules.append(
+            f.filter_rules.append(
                 f'-A {C.KUBE_EXTERNAL_SERVICES} -m comment --comment "{comment}" -m addrtype --dst-type LOCAL '
                 f"{match} --dport {sp.node_port} -j {target}"
             )
-    if skip_chains:
-        return  # partial sync: this service's own chains are unchanged in the kernel
 
-    rules: list[str] = []
+    rules = f.rules
     if has_internal:
         # Off-cluster sources reaching a ClusterIP (e.g. from the node) must be SNATed so replies
         # come back through this node's conntrack entry.
         rules.append(f"-A {internal_chain} {cip} ! -s {cfg.cluster_cidr} -j {C.KUBE_MARK_MASQ}")
     if uses_ext_chain:
-        b.nat_chain(ext)
+        f.chains.append(ext)
         if not sp.external_policy_local:
             rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {name} external destinations" -j {C.KUBE_MARK_MASQ}')
         else:
@@ -101,34 +124,41 @@ def write_service(b: Buffers, cfg: RenderConfig, sp: ServicePort, eps: list[Endp
             ]
         if has_external:
             rules.append(f"-A {ext} -j {external_policy_chain}")
-    if uses_cluster_chain:
-        b.nat_chain(cluster_chain)
-        rules += _to_endpoints(sp, cluster_chain, cluster_eps)
-    if uses_local_chain:
-        b.nat_chain(local_chain)
-        rules += _to_endpoints(sp, local_chain, local_eps)
-    seen: set[str] = set()
+    seps: dict[str, str] = {}  # "ip:port" -> KUBE-SEP chain, each endpoint once
+    keys: dict[int, str] = {}  # id(endpoint) -> "ip:port", formatted once
     for ep in cluster_eps + local_eps:
-        if str(ep) in seen:
-            continue
-        seen.add(str(ep))
-        sep = C.sep_chain(spn, ep)
-        b.nat_chain(sep)
-        head = f"-A {sep} -m comment --comment {_q(name)}"
+        key = keys[id(ep)] = f"{ep.ip}:{ep.port}"
+        if key not in seps:
+            seps[key] = C.sep_chain(spn, key)
+    if uses_cluster_chain:
+        f.chains.append(cluster_chain)
+        _to_endpoints(rules, sp, name, cluster_chain, [keys[id(e)] for e in cluster_eps], seps)
+    if uses_local_chain:
+        f.chains.append(local_chain)
+        _to_endpoints(rules, sp, name, local_chain, [keys[id(e)] for e in local_eps], seps)
+    head_comment = _q(name)
+    for ep in cluster_eps + local_eps:
+        key = keys[id(ep)]
+        sep = seps.pop(key, None)
+        if sep is None:
+            continue  # already written (an endpoint in both the cluster and the local list)
+        f.chains.append(sep)
+        head = f"-A {sep} -m comment --comment {head_comment}"
         # Hairpin: a pod reaching itself through its Service must be SNATed or it would answer
         # itself directly and the client would drop the reply.
         rules.append(f"{head} -s {ep.ip} -j {C.KUBE_MARK_MASQ}")
         recent = f" -m recent --name {sep} --set" if sp.affinity_timeout is not None else ""
-        rules.append(f"{head}{recent} {match} -j DNAT --to-destination {ep}")
-    b.nat_rules += rules
+        rules.append(f"{head}{recent} {match} -j DNAT --to-destination {key}")
+    f.index_shared()
+    return f
 
 
-def _to_endpoints(sp: ServicePort, chain: str, eps: list[Endpoint]) -> list[str]:
-    name = str(sp.name)
-    out: list[str] = []
+def _to_endpoints(out: list[str], sp: ServicePort, name: str, chain: str, eps: list[str],
+                  seps: dict[str, str]) -> None:
+    """eps: the endpoints' "ip:port", in order."""
     if sp.affinity_timeout is not None:
         for ep in eps:
-            sep = C.sep_chain(sp.name, ep)
+            sep = seps[ep]
             out.append(
                 f'-A {chain} -m comment --comment "{name} -> {ep}" -m recent --name {sep} --rcheck '
                 f"--seconds {sp.affinity_timeout} --reap -j {sep}"
@@ -136,5 +166,4 @@ def _to_endpoints(sp: ServicePort, chain: str, eps: list[Endpoint]) -> list[str]
     n = len(eps)
     for i, ep in enumerate(eps):
         stat = f" -m statistic --mode random --probability {probability(n - i)}" if i < n - 1 else ""
-        out.append(f'-A {chain} -m comment --comment "{name} -> {ep}"{stat} -j {C.sep_chain(sp.name, ep)}')
-    return out
+        out.append(f'-A {chain} -m comment --comment "{name} -> {ep}"{stat} -j {seps[ep]}')

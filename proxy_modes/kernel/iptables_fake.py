@@ -141,6 +141,9 @@ class FakeIptables:
         out += ["COMMIT", "# Completed"]
         return "\n".join(out) + "\n"
 
+    def save_all(self) -> str:
+        return "".join(self.save(t) for t in self.tables)
+
     def chain_exists(self, table: str, chain: str) -> bool:
         return chain in self.tables[table].chains
 

@@ -113,3 +113,78 @@ def test_real_rules_trace_and_dnat(lab: tuple[str, str]) -> None:
         server.kill()
         server.wait(timeout=10)
     assert host_rules() == before
+
+
+def saved_chains(ipt: RealIptables) -> dict[str, dict[str, list[str]]]:
+    """table -> chain -> rules in order; the order chains are listed in is creation order, not ours."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for table in ("filter", "nat", "mangle"):
+        chains: dict[str, list[str]] = {}
+        for ln in ipt.save(table).splitlines():
+            if ln.startswith(":"):
+                chains.setdefault(ln[1:].split()[0], [])
+            elif ln.startswith("-A "):
+                name, _, rule = ln[3:].partition(" ")
+                chains.setdefault(name, []).append(rule)
+        out[table] = chains
+    return out
+
+
+@pytest.fixture
+def two_nodes() -> Iterator[tuple[str, str]]:
+    tag = secrets.token_hex(3)
+    made: list[str] = []
+    try:
+        for ns in (f"nkt-ipt-{tag}a", f"nkt-ipt-{tag}b"):
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+        yield made[0], made[1]
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+@pytest.mark.netns
+def test_partial_syncs_leave_what_a_full_sync_leaves(two_nodes: tuple[str, str]) -> None:
+    node_a, node_b = two_nodes
+    before = host_rules()
+    t = ChangeTracker("node1")
+    for i in range(8):
+        t.on_service("ADDED", service(f"ns{i}", f"svc{i}", f"172.30.1.{i + 1}"))
+        t.on_endpoint_slice("ADDED", endpoint_slice(f"ns{i}", f"svc{i}", [f"10.180.1.{i + 1}", f"10.180.2.{i + 1}"]))
+    a = IptablesProxier(RealIptables(netns=node_a), RenderConfig("node1", (NODE_SIDE,)), batch_lines=20)
+    s = t.snapshot()
+    a.sync(s, full=True)
+    t.ack(s)
+    steps = [
+        [("ADDED", service("ns3", "mid", "172.30.0.50", svc_type="NodePort", node_ports=[30050],
+                           externalIPs=["203.0.113.7"])),
+         ("ADDED", endpoint_slice("ns3", "mid", ["10.180.0.50"]))],
+        [("MODIFIED", endpoint_slice("ns5", "svc5", ["10.180.1.6", "10.180.9.9"]))],
+        [("DELETED", endpoint_slice("ns0", "svc0", []))],
+        [("DELETED", service("ns6", "svc6", "172.30.1.7")),
+         ("MODIFIED", service("ns2", "svc2", "172.30.1.3", sessionAffinity="ClientIP"))],
+    ]
+    texts = []
+    for events in steps:
+        for etype, o in events:
+            (t.on_service if o["kind"] == "Service" else t.on_endpoint_slice)(etype, o)
+        s = t.snapshot()
+        a.sync(s, full=False)
+        t.ack(s)
+        texts.append(a.last_restore)
+    # The new service's rules went in place (-I at a position), the shared chains were not rewritten.
+    assert "\n-I KUBE-SERVICES " in texts[0] and ":KUBE-SERVICES " not in texts[0]
+    b = IptablesProxier(RealIptables(netns=node_b), RenderConfig("node1", (NODE_SIDE,)))
+    b.sync(t.snapshot(), full=True)
+    want = saved_chains(b.ipt)  # type: ignore[arg-type]
+    assert saved_chains(a.ipt) == want  # type: ignore[arg-type]
+    # Drift: a rule added to one of our chains is found and removed by the next full sync.
+    svc = next(c for c in want["nat"] if c.startswith("KUBE-SVC-"))
+    a.ipt.restore(f"*nat\n-A {svc} -j RETURN\nCOMMIT\n")
+    a.sync(t.snapshot(), full=True)
+    assert saved_chains(a.ipt) == want  # type: ignore[arg-type]
+    n = a.restores
+    a.sync(t.snapshot(), full=True)
+    assert a.restores == n  # nothing left to change
+    assert host_rules() == before

@@ -62,7 +62,7 @@ def test_proxier_installs_jumps_once_and_deletes_stale_chains() -> None:
     assert {"KUBE-SVC-XPGD46QRK7WJZT7O", "KUBE-SEP-SXIVWICOYRO3J4NJ"} <= nat_chains(ipt)
     px.sync(t.snapshot(), full=True)
     assert ipt.rules("nat", "PREROUTING") == ['-m comment --comment "kubernetes service portals" -j KUBE-SERVICES']
-    assert len(ipt.restores) == 2  # exactly one iptables-restore per sync
+    assert len(ipt.restores) == 1  # one iptables-restore; the second full sync found nothing to change
     t.on_service("DELETED", service("ns1", "svc1", "172.30.0.41"))
     px.sync(t.snapshot(), full=False)
     assert not any(c.startswith(("KUBE-SVC-", "KUBE-SEP-")) for c in nat_chains(ipt))
@@ -204,3 +204,166 @@ def test_change_during_sync_is_not_lost_by_ack() -> None:
     assert [str(e) for e in next(iter(second.endpoints.values()))] == ["10.180.0.1:80", "10.180.0.2:80"]
     t.ack(second)
     assert not t.pending
+
+
+# --- partial and full syncs write only differences, and end where a fresh full sync ends ----------
+
+def all_saved(ipt: FakeIptables) -> str:
+    return ipt.save("filter") + ipt.save("nat") + ipt.save("mangle")
+
+
+def fresh_full(t: ChangeTracker) -> str:
+    """What a new proxier's full sync of the same state programs into empty tables."""
+    ipt = FakeIptables()
+    IptablesProxier(ipt, CFG).sync(t.snapshot(), full=True)
+    return all_saved(ipt)
+
+
+def step(t: ChangeTracker, *events: tuple[str, dict]) -> None:
+    for etype, o in events:
+        (t.on_service if o["kind"] == "Service" else t.on_endpoint_slice)(etype, o)
+
+
+def many(t: ChangeTracker, n: int) -> None:
+    for i in range(n):
+        feed(t, service(f"ns{i}", f"svc{i}", f"172.30.1.{i + 1}"), endpoint_slice(f"ns{i}", f"svc{i}", [f"10.180.1.{i + 1}"]))
+
+
+# Each step changes a few services; the order of service names puts changes before, between and after
+# unchanged ones, so inserted rules land at every kind of position in the shared chains.
+STEPS: list[list[tuple[str, dict]]] = [
+    [("ADDED", service("ns3", "new", "172.30.0.50", svc_type="NodePort", node_ports=[30050])),
+     ("ADDED", endpoint_slice("ns3", "new", ["10.180.0.50", "10.180.0.51"]))],
+    [("MODIFIED", endpoint_slice("ns5", "svc5", ["10.180.1.6", "10.180.9.9"]))],  # endpoints only
+    [("DELETED", endpoint_slice("ns0", "svc0", ["10.180.1.1"]))],  # no endpoints left: REJECT in filter
+    [("ADDED", endpoint_slice("ns0", "svc0", ["10.180.1.1"])),
+     ("DELETED", service("ns7", "svc7", "172.30.1.8"))],
+    [("MODIFIED", service("ns2", "svc2", "172.30.1.3", svc_type="NodePort", node_ports=[30002],
+                          externalTrafficPolicy="Local", externalIPs=["203.0.113.7"])),
+     ("MODIFIED", endpoint_slice("ns2", "svc2", ["10.180.1.3", "10.180.2.3"], node={"10.180.1.3": "node1"}))],
+    [("MODIFIED", service("ns4", "svc4", "172.30.1.5", sessionAffinity="ClientIP")),
+     ("ADDED", service("zz", "last", "172.30.0.99", svc_type="NodePort", node_ports=[30099],
+                       externalIPs=["203.0.113.9"]))],
+    [("DELETED", service("ns3", "new", "172.30.0.50")), ("DELETED", endpoint_slice("ns3", "new", []))],
+]
+
+
+def test_partial_syncs_end_exactly_where_a_full_sync_ends() -> None:
+    ipt, t = FakeIptables(), ChangeTracker("node1")
+    px = IptablesProxier(ipt, CFG)
+    many(t, 10)
+    s = t.snapshot()
+    px.sync(s, full=True)
+    t.ack(s)
+    for i, events in enumerate(STEPS):
+        step(t, *events)
+        s = t.snapshot()
+        px.sync(s, full=False)
+        t.ack(s)
+        assert all_saved(ipt) == fresh_full(t), f"after step {i}"
+        if i == 1:  # one service's endpoints: its own chains only, the shared chains untouched
+            assert ":KUBE-SERVICES" not in ipt.restores[-1] and "*filter" not in ipt.restores[-1]
+    px.sync(t.snapshot(), full=True)
+    assert all_saved(ipt) == fresh_full(t)
+
+
+def test_partial_sync_edits_shared_chains_in_place() -> None:
+    ipt, t = FakeIptables(), ChangeTracker("node1")
+    px = IptablesProxier(ipt, CFG)
+    many(t, 20)
+    s = t.snapshot()
+    px.sync(s, full=True)
+    t.ack(s)
+    step(t, ("ADDED", service("ns15", "b", "172.30.0.77")), ("ADDED", endpoint_slice("ns15", "b", ["10.180.0.77"])))
+    px.sync(t.snapshot(), full=False)
+    last = ipt.restores[-1]
+    # One new rule inserted at its sorted place (after ns14..., ns15/b before ns15/svc15), no chain rewrite.
+    assert [ln for ln in last.splitlines() if "KUBE-SERVICES" in ln] == [
+        '-I KUBE-SERVICES 8 -m comment --comment "ns15/b:p80 cluster IP" -m tcp -p tcp -d 172.30.0.77 --dport 80 '
+        "-j KUBE-SVC-" + last.split("-j KUBE-SVC-")[-1].split()[0]]
+    assert all_saved(ipt) == fresh_full(t)
+
+
+def test_full_sync_rewrites_only_what_drifted() -> None:
+    ipt, t = FakeIptables(), ChangeTracker("node1")
+    px = IptablesProxier(ipt, CFG)
+    many(t, 5)
+    px.sync(t.snapshot(), full=True)
+    px.sync(t.snapshot(), full=True)  # reads back what it wrote: nothing to do
+    assert len(ipt.restores) == 1
+    good = all_saved(ipt)
+    svc = "KUBE-SVC-" + good.split("-j KUBE-SVC-")[1].split()[0]
+    ipt.restore(f"*nat\n-A {svc} -j RETURN\nCOMMIT\n")  # someone adds a rule to one of our chains
+    ipt.restore('*nat\n-D POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING\nCOMMIT\n')
+    ipt.restore("*nat\n:KUBE-SVC-LEFTOVER - [0:0]\nCOMMIT\n")
+    px.sync(t.snapshot(), full=True)
+    assert all_saved(ipt) == good
+    repair = ipt.restores[-1]
+    assert f":{svc} - [0:0]" in repair and "-X KUBE-SVC-LEFTOVER" in repair
+    # Only the drifted chain and the flushed leftover: no other service chain rewritten.
+    assert repair.count(":KUBE-SVC-") == 2 and ":KUBE-SEP-" not in repair and ":KUBE-SERVICES" not in repair
+
+
+def test_restart_over_old_rules_and_retry_after_failure_match_full_sync() -> None:
+    ipt, t = FakeIptables(), ChangeTracker("node1")
+    many(t, 6)
+    IptablesProxier(ipt, CFG).sync(t.snapshot(), full=True)
+    step(t, ("DELETED", service("ns1", "svc1", "172.30.1.2")),
+         ("MODIFIED", endpoint_slice("ns3", "svc3", ["10.180.7.7"])))
+    px = IptablesProxier(ipt, CFG, batch_lines=4)  # a new process, over the old process's rules
+    px.sync(t.snapshot(), full=True)
+    assert all_saved(ipt) == fresh_full(t)
+    assert px.restores > 2  # small batches of per-service chains, then the shared chains
+    step(t, ("MODIFIED", endpoint_slice("ns4", "svc4", ["10.180.8.8"])))
+    before = all_saved(ipt)
+    ipt.fail_next_restore = "iptables-restore: line 2 failed"
+    with pytest.raises(Exception, match="line 2 failed"):
+        px.sync(t.snapshot(), full=False)
+    assert all_saved(ipt) == before
+    px.sync(t.snapshot(), full=True)  # what the sync runner does next
+    assert all_saved(ipt) == fresh_full(t)
+
+
+class FailNth(FakeIptables):
+    """Refuses the n-th restore from now (a later run of a batched sync)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.countdown = 0
+
+    def restore(self, text: str, noflush: bool = True) -> None:
+        self.countdown -= 1
+        if self.countdown == 0:
+            self.fail_next_restore = "iptables-restore: line 7 failed"
+        super().restore(text, noflush)
+
+
+def test_batched_sync_failing_midway_is_repaired_by_the_next_full_sync() -> None:
+    ipt, t = FailNth(), ChangeTracker("node1")
+    many(t, 8)
+    px = IptablesProxier(ipt, CFG, batch_lines=10)
+    px.sync(t.snapshot(), full=True)
+    step(t, *STEPS[0], *STEPS[4])
+    for i in range(1, 4):
+        ipt.countdown = 2  # the first run applies, the second is refused, the rest are skipped
+        n = len(ipt.restores)
+        with pytest.raises(Exception, match="line 7 failed"):
+            px.sync(t.snapshot(), full=True)
+        assert len(ipt.restores) == n + 2, f"round {i}: runs after the failed one must not start"
+    px.sync(t.snapshot(), full=True)
+    assert all_saved(ipt) == fresh_full(t)
+
+
+def test_partial_sync_of_many_services_rewrites_the_shared_chain_once() -> None:
+    ipt, t = FakeIptables(), ChangeTracker("node1")
+    px = IptablesProxier(ipt, CFG)
+    many(t, 70)
+    s = t.snapshot()
+    px.sync(s, full=True)
+    t.ack(s)
+    for i in range(70):  # every service gets another port: every KUBE-SERVICES rule changes
+        step(t, ("MODIFIED", service(f"ns{i}", f"svc{i}", f"172.30.1.{i + 1}", ports=[("p80", 81, "TCP")])))
+    px.sync(t.snapshot(), full=False)
+    last = ipt.restores[-1]
+    assert ":KUBE-SERVICES - [0:0]" in last and "-D KUBE-SERVICES" not in last
+    assert all_saved(ipt) == fresh_full(t)
