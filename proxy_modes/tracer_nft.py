@@ -146,8 +146,11 @@ class NftTracer:
         return [p]
 
     def _rule(self, pkt: Packet, chain: str, rule: str, p: Path) -> list[tuple[str, str, Path]] | None:
-        p = replace(p, hits=[*p.hits, f"{chain}: {rule}"])
-        rest = re.sub(r' comment "[^"]*"', "", rule)
+        hit = replace(p, hits=[*p.hits, f"{chain}: {rule}"])
+        return self._match(pkt, re.sub(r' comment "[^"]*"', "", rule), hit, p)
+
+    def _match(self, pkt: Packet, rest: str, p: Path, before: Path) -> list[tuple[str, str, Path]] | None:
+        """Statements of one rule from `rest` on; `before` is the path as it entered the rule."""
         while rest:
             m = re.match(r"ip (saddr|daddr) (!= )?(\{[^}]*\}|\S+) ?", rest)
             if m and "vmap" not in rest[: m.end()] and not rest.startswith("ip daddr . "):
@@ -186,6 +189,15 @@ class NftTracer:
                 if not rest:
                     return [("continue", "", p)]
                 continue
+            if m := re.match(r"numgen random mod (\d+) (\d+) ?", rest):
+                # Matches with odds 1/K; both ways go on (the miss to the next rule, unrecorded).
+                k, v = int(m.group(1)), int(m.group(2))
+                if v >= k:
+                    return None
+                miss = replace(before, prob=before.prob * (k - 1) / k, hits=list(before.hits))
+                taken = replace(p, prob=p.prob / k, hits=list(p.hits))
+                out = self._match(pkt, rest[m.end():], taken, before) or [("continue", "", taken)]
+                return ([("continue", "", miss)] if k > 1 else []) + out
             if m := re.match(r"numgen random mod (\d+) vmap \{ (.*) \}", rest):
                 arms = [a.split(" : ", 1)[1] for a in m.group(2).split(", ")]
                 return [self._verdict(v, replace(p, prob=p.prob / len(arms), hits=list(p.hits))) for v in arms]

@@ -27,6 +27,7 @@ STATEMENTS = [re.compile(p) for p in (
     rf"dnat to {IP}:\d+",
     rf"update @{NAME} \{{ ip saddr \}}",
     rf"numgen random mod \d+ vmap \{{ \d+ : goto {NAME}(?: , \d+ : goto {NAME})* \}}",
+    r"numgen random mod \d+ \d+",
     r'comment "[^"]*"',
 )]
 KEYS = {
@@ -145,20 +146,25 @@ class FakeNft:
     def _chain(self, t: Table, op: str, name: str, tail: str) -> None:
         if op == "add":
             hook = comment = ""
+            rules: list[str] = []
             if tail:
                 b = re.fullmatch(r"\{ type (filter|nat) hook (prerouting|input|forward|output|postrouting) priority (-?\d+) ; \}", tail)
                 c = re.fullmatch(r'\{ comment "([^"]*)" ; \}', tail)
+                block = re.fullmatch(r"\{ ((?:.+? ; )+)\}", tail)  # "add chain X { rule ; rule ; }"
                 if b:
                     hook = f"type {b.group(1)} hook {b.group(2)} priority {b.group(3)}"
                 elif c:
                     comment = c.group(1)
+                elif block:
+                    rules = [r for r in block.group(1).split(" ; ") if r.strip()]
                 else:
                     raise _Refused("syntax error in chain declaration")
-            if name in t.chains:
-                if hook and t.chains[name].hook != hook:
-                    raise _Refused(EEXIST)  # a base chain cannot change type/hook/priority
-                return
-            t.chains[name] = Chain(hook, comment)
+            if name not in t.chains:
+                t.chains[name] = Chain(hook, comment)
+            elif hook and t.chains[name].hook != hook:
+                raise _Refused(EEXIST)  # a base chain cannot change type/hook/priority
+            for r in rules:
+                self._rule(t, "add", name, r.strip())
             return
         if tail or name not in t.chains:
             raise _Refused(ENOENT if not tail else "syntax error")
@@ -184,20 +190,21 @@ class FakeNft:
 
     def _set(self, t: Table, op: str, name: str, tail: str, kind: str = "set") -> None:
         if op == "add":
-            m = re.fullmatch(r"\{ type ([a-z0-9_ .:]+?) ;(?: flags ([a-z,]+) ;)?(?: timeout (\d+s) ;)?(?: comment \"([^\"]*)\" ;)? \}", tail)
+            m = re.fullmatch(r"\{ type ([a-z0-9_ .:]+?) ;(?: flags ([a-z,]+) ;)?(?: timeout (\d+s) ;)?(?: comment \"([^\"]*)\" ;)?"
+                             r"(?: elements = (\{ .* \}) ;)? \}", tail)
             if not m:
                 raise _Refused("syntax error in set declaration")
             typ, flags, timeout, comment = m.group(1), m.group(2) or "", m.group(3) or "", m.group(4) or ""
             key_type = typ.split(" : ")[0]
             if key_type not in KEYS or (kind == "map") != typ.endswith(" : verdict"):
                 raise _Refused(f"syntax error, unsupported type {typ!r}")
-            new = NSet(kind, typ, flags, timeout, comment)
             old = t.sets.get(name)
-            if old is not None:
-                if (old.kind, old.type, old.flags, old.timeout) != (kind, typ, flags, timeout):
-                    raise _Refused(EEXIST)  # same name, different object
-                return
-            t.sets[name] = new
+            if old is None:
+                t.sets[name] = NSet(kind, typ, flags, timeout, comment)
+            elif (old.kind, old.type, old.flags, old.timeout) != (kind, typ, flags, timeout):
+                raise _Refused(EEXIST)  # same name, different object
+            if m.group(5):
+                self._element(t, "add", name, m.group(5))  # "add map X { …; elements = { … } ; }"
             return
         s = t.sets.get(name)
         if s is None or s.kind != kind or tail:

@@ -55,11 +55,28 @@ class BaseConfig:
     mark: str = "0x4000"
 
 
-def base_commands(cfg: BaseConfig, flush: bool) -> list[str]:
-    """Create (and with `flush`, reset) the fixed objects; map/set elements are left alone."""
-    out = [f'add table {T} {{ comment "rules for kube-proxy" ; }}']
-    for name, kind, typ, comment in SETS + MAPS:
-        out.append(f'add {kind} {T} {name} {{ type {typ} ; comment "{comment}" ; }}')
+DECLARATIONS = {name: (kind, typ, comment) for name, kind, typ, comment in SETS + MAPS}
+
+
+def declare(name: str, elements: str = "") -> str:
+    """`add map|set` of a fixed map or set, optionally with elements ("k : v , k2 : v2").
+
+    Re-declaring an existing map with identical properties only adds the elements, and nft 1.0.6
+    then needs just its table cache, while `add element` makes it list every chain of the table.
+    """
+    kind, typ, comment = DECLARATIONS[name]
+    elems = f" elements = {{ {elements} }} ;" if elements else ""
+    return f'add {kind} {T} {name} {{ type {typ} ; comment "{comment}" ;{elems} }}'
+
+
+def base_commands(cfg: BaseConfig, flush: bool, create_table: bool = True) -> list[str]:
+    """Create (and with `flush`, reset) the fixed objects; map/set elements are left alone.
+
+    Without `create_table` the table must exist: `add table` with a block (for its comment) makes
+    nft 1.0.6 list every chain of it first, ~0.4 s at 10k services.
+    """
+    out = [f'add table {T} {{ comment "rules for kube-proxy" ; }}'] if create_table else []
+    out += [declare(name) for name in DECLARATIONS]
     for name, ctype, hook, prio in BASE_CHAINS:
         out.append(f"add chain {T} {name} {{ type {ctype} hook {hook} priority {prio} ; }}")
     fixed = sorted({c for c, _, _ in JUMPS} | {N.MARK_MASQ, N.MASQUERADING, N.SERVICES})
@@ -69,22 +86,32 @@ def base_commands(cfg: BaseConfig, flush: bool) -> list[str]:
     if flush:
         out += [f"flush chain {T} {name}" for name, *_ in BASE_CHAINS]
         out += [f"flush chain {T} {name}" for name in [*fixed, N.REJECT_CHAIN]]
+    rules: dict[str, list[str]] = {}
     for dst, src, extra in JUMPS:
-        out.append(f"add rule {T} {src} {extra + ' ' if extra else ''}jump {dst}")
-    out += [
-        f"add rule {T} {N.MARK_MASQ} mark set mark or {cfg.mark}",
-        f"add rule {T} {N.MASQUERADING} mark and {cfg.mark} == 0 return",
+        rules.setdefault(src, []).append(f"{extra + ' ' if extra else ''}jump {dst}")
+    more = [
+        (N.MARK_MASQ, f"mark set mark or {cfg.mark}"),
+        (N.MASQUERADING, f"mark and {cfg.mark} == 0 return"),
         # Clear the bit so a packet re-traversing the stack (e.g. via a tunnel) is not masqueraded twice.
-        f"add rule {T} {N.MASQUERADING} mark set mark xor {cfg.mark}",
-        f"add rule {T} {N.MASQUERADING} masquerade fully-random",
-        f"add rule {T} {N.REJECT_CHAIN} reject",
-        f"add rule {T} {N.SERVICE_ENDPOINTS_CHECK} ip daddr . meta l4proto . th dport vmap @{N.NO_ENDPOINT_SERVICES}",
-        f"add rule {T} {N.NODEPORT_ENDPOINTS_CHECK} fib daddr type local {NO_LOCALHOST} "
-        f"meta l4proto . th dport vmap @{N.NO_ENDPOINT_NODEPORTS}",
-        f"add rule {T} {N.FIREWALL_CHECK} ip daddr . meta l4proto . th dport vmap @{N.FIREWALL_IPS}",
-        f'add rule {T} {N.CLUSTER_IPS_CHECK} ip daddr @{N.CLUSTER_IPS} reject comment "Reject traffic to invalid ports of ClusterIPs"',
-        f'add rule {T} {N.CLUSTER_IPS_CHECK} ip daddr {{ {cfg.service_cidr} }} drop comment "Drop traffic to unallocated ClusterIPs"',
-        f"add rule {T} {N.SERVICES} ip daddr . meta l4proto . th dport vmap @{N.SERVICE_IPS}",
-        f"add rule {T} {N.SERVICES} fib daddr type local {NO_LOCALHOST} meta l4proto . th dport vmap @{N.SERVICE_NODEPORTS}",
+        (N.MASQUERADING, f"mark set mark xor {cfg.mark}"),
+        (N.MASQUERADING, "masquerade fully-random"),
+        (N.REJECT_CHAIN, "reject"),
+        (N.SERVICE_ENDPOINTS_CHECK, f"ip daddr . meta l4proto . th dport vmap @{N.NO_ENDPOINT_SERVICES}"),
+        (N.NODEPORT_ENDPOINTS_CHECK, f"fib daddr type local {NO_LOCALHOST} meta l4proto . th dport vmap @{N.NO_ENDPOINT_NODEPORTS}"),
+        (N.FIREWALL_CHECK, f"ip daddr . meta l4proto . th dport vmap @{N.FIREWALL_IPS}"),
+        (N.CLUSTER_IPS_CHECK, f'ip daddr @{N.CLUSTER_IPS} reject comment "Reject traffic to invalid ports of ClusterIPs"'),
+        (N.CLUSTER_IPS_CHECK, f'ip daddr {{ {cfg.service_cidr} }} drop comment "Drop traffic to unallocated ClusterIPs"'),
+        (N.SERVICES, f"ip daddr . meta l4proto . th dport vmap @{N.SERVICE_IPS}"),
+        (N.SERVICES, f"fib daddr type local {NO_LOCALHOST} meta l4proto . th dport vmap @{N.SERVICE_NODEPORTS}"),
     ]
-    return out
+    for chain, rule in more:
+        rules.setdefault(chain, []).append(rule)
+    return out + [chain_block(chain, body) for chain, body in rules.items()]
+
+
+def chain_block(chain: str, rules: list[str]) -> str:
+    """`add chain` with its rules in one statement: nft 1.0.6 then fetches only its table cache,
+    where each `add rule` makes it list every chain of the table first (~0.4 s at 50k chains)."""
+    if not rules:
+        return f"add chain {T} {chain}"
+    return f"add chain {T} {chain} {{ " + "".join(f"{r} ; " for r in rules) + "}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 from proxy_modes.model import Endpoint, ServicePortName
@@ -29,10 +30,12 @@ MASQUERADING = "masquerading"
 ELEMENT_OWNERS = (CLUSTER_IPS, SERVICE_IPS, SERVICE_NODEPORTS, NO_ENDPOINT_SERVICES, NO_ENDPOINT_NODEPORTS)
 
 
+@functools.lru_cache(maxsize=1 << 17)  # a full sync of 10k services names 90k objects
 def hash_and_truncate(name: str) -> str:
     """Upstream hashAndTruncate: base32(sha256(name))[:8] + "-" + name (max 240 chars)."""
-    encoded = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()
-    out = encoded[:8] + "-" + name
+    # 8 base32 characters are exactly the first 5 bytes (40 bits): encode only those.
+    encoded = base64.b32encode(hashlib.sha256(name.encode()).digest()[:5]).decode()
+    out = encoded + "-" + name
     return out if len(out) <= 240 else out[:237] + "..."
 
 

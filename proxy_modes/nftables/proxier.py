@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from proxy_modes.conntrack import Conntrack, clear_stale_udp
 from proxy_modes.kernel.nft import Nft, NftError
@@ -16,7 +19,9 @@ from proxy_modes.nftables.render import (
     batches,
     chain_commands,
     element_commands,
+    endpoint_commands,
     plans,
+    service_commands,
     stale_commands,
     switch_commands,
 )
@@ -25,10 +30,11 @@ from proxy_modes.nftables.service_rules import Element, ServicePlan
 log = logging.getLogger(__name__)
 
 # nft 1.0.6 spends time quadratic in the size of one transaction (machine.md: 10k services in one
-# run ~50 s, the same statements in a few runs ~2 s); a few thousand lines per run is the sweet spot.
-BATCH_LINES = 30000
-# Stale chains a partial sync has flushed wait for a full sync (or this many) to be deleted: every
-# nft run on a big table pays ~0.2 s of cache filling, too much for each one-service change.
+# run ~50 s, the same statements in a few runs ~2 s). One line is one chain with all its rules.
+BATCH_LINES = 10000
+# Stale chains (and affinity sets) a partial sync has flushed wait for a full sync (or this many)
+# to be deleted: any `delete` makes nft 1.0.6 list every chain of the table first (~0.25 s at 10k
+# services), too much for each one-service change.
 FLUSHED_LIMIT = 200
 
 
@@ -46,6 +52,7 @@ class NftablesProxier:
         self.conntrack = conntrack
         self.batch_lines = batch_lines
         self._known = False  # do we know what the table holds (after a sync or a listing)?
+        self._have_table = False  # did this process create or find the table (since the last failure)?
         self._chains: set[str] = set()  # per-service chains now in the kernel
         self._sets: set[str] = set()  # affinity sets now in the kernel
         self._applied: dict[str, ServicePlan] = {}  # "<ns>/<name>" → what we last wrote for it
@@ -60,6 +67,27 @@ class NftablesProxier:
         self.nft.run(_script(lines))  # raises NftError: that transaction left the kernel untouched
         self.transactions += 1
         self.last_timings.append((what, time.monotonic() - t0))
+
+    def _run_in_order(self, jobs: Iterable[tuple[str, list[str]]]) -> None:
+        """Run transactions one after the other in a worker thread while this one renders the next
+        (nft and Python each take a core); after a failure the rest are skipped and it is raised."""
+        failed: list[BaseException] = []
+
+        def job(what: str, lines: list[str]) -> None:
+            if failed:
+                return
+            try:
+                self._run(what, lines)
+            except BaseException as e:
+                failed.append(e)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nft") as pool:
+            for what, lines in jobs:
+                if failed:
+                    break
+                pool.submit(job, what, lines)
+        if failed:
+            raise failed[0]
 
     def _learn(self) -> None:
         """After a restart (or a failure) read the per-service object names the kernel holds."""
@@ -78,7 +106,9 @@ class NftablesProxier:
             else:
                 self._partial(state)
         except NftError:
-            self._known = False  # the kernel holds a mix of old and new: relist on the next (full) sync
+            # The kernel holds a mix of old and new (or someone removed the table): relist and
+            # recreate on the next (full) sync.
+            self._known = self._have_table = False
             raise
         if self.conntrack is not None:
             clear_stale_udp(self.conntrack, state)
@@ -87,26 +117,30 @@ class NftablesProxier:
         if not self._known:
             self._learn()
         want = plans(state, self.cfg)
-        self._run("base", base_commands(self.cfg.base, flush=True))
-        # 1. Chains and affinity sets, service by service, in bounded transactions. Old map
-        #    elements keep pointing at (now rewritten) chains, so traffic flows throughout.
-        #    Services whose objects are exactly what we last wrote (and still listed) are skipped,
-        #    as upstream skips unchanged services: a periodic full sync of an idle 10k cluster
-        #    then costs one map switch instead of rewriting 50k chains.
+        self._run("base", base_commands(self.cfg.base, flush=True, create_table=not self._have_table))
+        self._have_table = True
+        # Old map elements keep serving the old (or rewritten) chains throughout, and every
+        # transaction only references objects that exist once it commits:
+        # 1. affinity sets and endpoint chains; 2. service/local/external chains (they goto the
+        # endpoint chains); 3. one switch of every dispatch map; 4. stale objects deleted.
+        # Services whose objects are exactly what we last wrote (and still listed) are skipped,
+        # as upstream skips unchanged services: a periodic full sync of an idle 10k cluster
+        # then costs one map switch instead of rewriting 50k chains.
         existing = self._chains
-        todo = (p for svc, p in want.items()
-                if self._applied.get(svc) != p or not (p.chains.keys() <= existing and p.sets.keys() <= self._sets))
-        for batch in batches((chain_commands(p, existing) for p in todo), self.batch_lines):
-            self._run("chains", batch)
+        todo = [p for svc, p in want.items()
+                if self._applied.get(svc) != p or not (p.chains.keys() <= existing and p.sets.keys() <= self._sets)]
+        self._run_in_order(itertools.chain(
+            (("endpoints", b) for b in batches((endpoint_commands(p, existing) for p in todo), self.batch_lines)),
+            (("services", b) for b in batches((service_commands(p, existing) for p in todo), self.batch_lines))))
         new_chains = {c for p in want.values() for c in p.chains}
         self._flushed -= new_chains
         new_sets = {s for p in want.values() for s in p.sets}
         self._chains |= new_chains
         self._sets |= new_sets
-        # 2. One atomic switch of every dispatch map: all services move to their new chains at once.
+        # One atomic switch of every dispatch map: all services move to their new chains at once.
         self._run("switch", switch_commands(e for p in want.values() for e in p.elements))
         self._applied = want
-        # 3. Nothing references the old chains any more: remove them.
+        # Nothing references the old chains any more: remove them.
         self._remove_stale(self._chains - new_chains, self._sets - new_sets)
 
     def _partial(self, state: ProxyState) -> None:
@@ -119,13 +153,15 @@ class NftablesProxier:
         new_elems: list[Element] = []
         for svc in sorted(changed):
             plan, old = want.get(svc, ServicePlan()), self._applied.get(svc, ServicePlan())
-            lines += chain_commands(plan, self._chains)
+            # Chains we wrote with the same rules stay (e.g. the endpoints that did not change).
+            todo = {c: r for c, r in plan.chains.items() if old.chains.get(c) != r or c not in self._chains}
+            lines += chain_commands(ServicePlan(plan.sets, todo), self._chains)
             before, after = set(old.elements), set(plan.elements)
             old_elems += [e for e in old.elements if e not in after]
             new_elems += [e for e in plan.elements if e not in before]
         # A changed verdict for the same key: nft refuses "add" over it (EEXIST), so delete first.
-        lines += element_commands(old_elems, op="delete", chunk=200)
-        lines += element_commands(new_elems, chunk=200)
+        lines += element_commands(old_elems, op="delete")
+        lines += element_commands(new_elems)
         stale_chains: set[str] = set()
         stale_sets: set[str] = set()
         for svc in changed:
@@ -147,30 +183,41 @@ class NftablesProxier:
             if svc in want:
                 self._applied[svc] = plan
         self._flushed |= stale_chains
-        if stale_sets or len(self._flushed) >= FLUSHED_LIMIT:
+        if len(self._flushed) >= FLUSHED_LIMIT:
             self._remove_stale(set(self._flushed), stale_sets)
 
     def _remove_stale(self, chains: set[str], sets: set[str]) -> None:
         # Separate transactions after the switch, so nothing live ever points at a missing chain.
         chains = chains | (self._flushed & self._chains)
-        for part in _chunks(sorted(chains), self.batch_lines // 2):
-            self._run("stale", stale_commands(part, []))
-            self._chains -= set(part)
-            self._flushed -= set(part)
-        if sets:
-            self._run("stale-sets", stale_commands([], sets))
-            self._sets -= sets
+        if len(chains) + len(sets) <= self.batch_lines // 2:
+            if chains or sets:
+                self._run("stale", stale_commands(chains, sets))
+        else:
+            # Stale chains jump to each other (service → endpoint): empty them all before deleting
+            # any, or a chunk boundary between the two would make the delete fail (EBUSY).
+            for part in _chunks(sorted(chains), self.batch_lines):
+                self._run("stale", [f"flush chain {T} {c}" for c in part])
+            for part in _chunks(sorted(chains), self.batch_lines):
+                self._run("stale", stale_commands(part, []))
+            if sets:
+                self._run("stale", stale_commands([], sets))
+        self._chains -= chains
+        self._flushed -= chains
+        self._sets -= sets
 
     def cleanup(self) -> None:
         """Upstream CleanupLeftovers: delete the whole table (everything in it is ours)."""
         from proxy_modes.nftables.cleanup import cleanup
 
         cleanup(self.nft)
-        self._known = False
+        self._known = self._have_table = False
         self._chains, self._sets, self._applied, self._flushed = set(), set(), {}, set()
 
     def tables_intact(self) -> bool:
-        return self.nft.table_exists(N.FAMILY, N.TABLE)
+        if self.nft.table_exists(N.FAMILY, N.TABLE):
+            return True
+        self._known = self._have_table = False  # someone deleted it: the next full sync recreates it
+        return False
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

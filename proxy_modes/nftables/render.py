@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from proxy_modes.model import ProxyState
 from proxy_modes.nftables import names as N
-from proxy_modes.nftables.base import BaseConfig, base_commands
+from proxy_modes.nftables.base import BaseConfig, base_commands, chain_block, declare
 from proxy_modes.nftables.names import T
 from proxy_modes.nftables.service_rules import Element, ServicePlan, add_service_port
 
@@ -19,6 +19,9 @@ class RenderConfig:
     cluster_cidr: str = "10.244.0.0/16"  # sources outside it are off-cluster and get masqueraded
     service_cidr: str = "172.30.0.0/16"
     masquerade_bit: int = 14
+    # Up to this many service ports, endpoints are picked by upstream's anonymous `numgen … vmap`;
+    # above it by one `numgen random mod K 0 goto` rule per endpoint (service_rules._dispatch).
+    vmap_max_services: int = 2000
 
     @property
     def base(self) -> BaseConfig:
@@ -28,11 +31,11 @@ class RenderConfig:
 def plans(state: ProxyState, cfg: RenderConfig, only: set[str] | None = None) -> dict[str, ServicePlan]:
     """"<ns>/<name>" → its objects, for every service (or those in `only`), ports in sorted order."""
     out: dict[str, ServicePlan] = {}
-    for spn in sorted(state.services):
-        if only is not None and spn.service not in only:
-            continue
+    vmap = len(state.services) <= cfg.vmap_max_services
+    keys = state.services if only is None else [spn for spn in state.services if spn.service in only]
+    for spn in sorted(keys):  # filtered first: sorting 10k names costs more than a partial sync's nft run
         plan = out.setdefault(spn.service, ServicePlan())
-        add_service_port(plan, state.services[spn], state.endpoints.get(spn, []), cfg.cluster_cidr)
+        add_service_port(plan, state.services[spn], state.endpoints.get(spn, []), cfg.cluster_cidr, vmap)
     return out
 
 
@@ -40,19 +43,38 @@ def set_command(name: str, timeout: int) -> str:
     return f"add set {T} {name} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
 
 
-def chain_commands(plan: ServicePlan, existing: set[str] | frozenset[str] = frozenset()) -> list[str]:
-    """Affinity sets, then each chain (flushed first if it already exists) with its rules."""
-    out = [set_command(name, t) for name, t in plan.sets.items()]
+def _chains(plan: ServicePlan, existing: set[str] | frozenset[str], endpoints: bool) -> list[str]:
+    out: list[str] = []
     for chain, rules in plan.chains.items():
-        out.append(f"add chain {T} {chain}")
+        if chain.startswith("endpoint-") != endpoints:
+            continue
         if chain in existing:
-            out.append(f"flush chain {T} {chain}")
-        out += [f"add rule {T} {chain} {r}" for r in rules]
+            out.append(f"flush chain {T} {chain}")  # same transaction: never seen empty
+        out.append(chain_block(chain, rules))
     return out
 
 
-def element_commands(elements: Iterable[Element], op: str = "add", chunk: int = 1) -> list[str]:
-    """`add element` commands; with chunk > 1 several elements of one map share a command (faster)."""
+def endpoint_commands(plan: ServicePlan, existing: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Affinity sets and endpoint chains: they only reference fixed chains and their own sets."""
+    return [set_command(name, t) for name, t in plan.sets.items()] + _chains(plan, existing, True)
+
+
+def service_commands(plan: ServicePlan, existing: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Service, local and external chains (in that order: external ones jump to the others).
+
+    The affinity sets they look up are declared again (a no-op for the kernel): with only its
+    table cache, nft resolves `@set` only against sets declared in the same run.
+    """
+    return [set_command(name, t) for name, t in plan.sets.items()] + _chains(plan, existing, False)
+
+
+def chain_commands(plan: ServicePlan, existing: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Everything of one service but its map elements, in dependency order."""
+    return endpoint_commands(plan, existing) + _chains(plan, existing, False)
+
+
+def element_commands(elements: Iterable[Element], op: str = "add", chunk: int = 1000) -> list[str]:
+    """Element adds as re-declarations of their map (table cache only), deletes as `delete element`."""
     by_owner: dict[str, list[Element]] = {}
     for e in elements:
         by_owner.setdefault(e.owner, []).append(e)
@@ -60,8 +82,10 @@ def element_commands(elements: Iterable[Element], op: str = "add", chunk: int = 
     for owner, items in by_owner.items():
         for i in range(0, len(items), chunk):
             part = items[i : i + chunk]
-            bodies = [e.key if op == "delete" else e.body() for e in part]
-            out.append(f"{op} element {T} {owner} {{ {' , '.join(bodies)} }}")
+            if op == "delete":
+                out.append(f"delete element {T} {owner} {{ {' , '.join(e.key for e in part)} }}")
+            else:
+                out.append(declare(owner, " , ".join(e.body() for e in part)))
     return out
 
 
@@ -93,7 +117,7 @@ def stale_commands(chains: Iterable[str], sets: Iterable[str]) -> list[str]:
             + [f"delete set {T} {s}" for s in sets])
 
 
-def switch_commands(elements: Iterable[Element], chunk: int = 500) -> list[str]:
+def switch_commands(elements: Iterable[Element], chunk: int = 1000) -> list[str]:
     """Atomically replace the contents of every dispatch map/set (the last step of a full sync)."""
     out = [f"flush {'set' if o == N.CLUSTER_IPS else 'map'} {T} {o}" for o in N.ELEMENT_OWNERS]
     return out + element_commands(elements, chunk=chunk)

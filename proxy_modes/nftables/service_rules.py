@@ -31,16 +31,28 @@ class ServicePlan:
     elements: list[Element] = field(default_factory=list)
 
 
-def _dispatch(spn_chain: str, eps: list[Endpoint], sp: ServicePort, rules: list[str]) -> None:
-    """Upstream writeServiceToEndpointRules: affinity lookups, then one numgen vmap."""
+def _dispatch(spn_chain: str, eps: list[Endpoint], sp: ServicePort, rules: list[str], vmap: bool) -> None:
+    """Upstream writeServiceToEndpointRules: affinity lookups, then one numgen vmap.
+
+    Without `vmap`, the same uniform choice as rules (endpoint i of n taken with odds 1/(n-i), the
+    last one unconditionally, as iptables mode): every anonymous vmap is a set of its own, and the
+    kernel scans all sets of the table to name each new one, so N services cost O(N^2) (~8 s of
+    kernel time at 10k here). Large tables use this form; see README.md.
+    """
     if sp.affinity_timeout is not None:
         for ep in eps:
             rules.append(f"ip saddr @{N.affinity_set(sp.name, ep)} goto {N.endpoint_chain(sp.name, ep)}")
-    arms = " , ".join(f"{i} : goto {N.endpoint_chain(sp.name, ep)}" for i, ep in enumerate(eps))
-    rules.append(f"numgen random mod {len(eps)} vmap {{ {arms} }}")
+    if vmap:
+        arms = " , ".join(f"{i} : goto {N.endpoint_chain(sp.name, ep)}" for i, ep in enumerate(eps))
+        rules.append(f"numgen random mod {len(eps)} vmap {{ {arms} }}")
+        return
+    for i, ep in enumerate(eps):
+        cond = f"numgen random mod {len(eps) - i} 0 " if i < len(eps) - 1 else ""
+        rules.append(f"{cond}goto {N.endpoint_chain(sp.name, ep)}")
 
 
-def add_service_port(plan: ServicePlan, sp: ServicePort, endpoints: list[Endpoint], cluster_cidr: str) -> None:
+def add_service_port(plan: ServicePlan, sp: ServicePort, endpoints: list[Endpoint], cluster_cidr: str,
+                     vmap: bool = True) -> None:
     spn, proto = sp.name, sp.name.proto
     cluster_eps = usable(endpoints)
     local_eps = usable(endpoints, local_only=True)
@@ -67,11 +79,11 @@ def add_service_port(plan: ServicePlan, sp: ServicePort, endpoints: list[Endpoin
     masq = f"ip daddr {sp.cluster_ip} ip saddr != {cluster_cidr} jump {N.MARK_MASQ}"  # off-cluster sources
     if uses_cluster:
         rules = [masq] if has_internal and internal_chain == N.service_chain(spn) else []
-        _dispatch(N.service_chain(spn), cluster_eps, sp, rules)
+        _dispatch(N.service_chain(spn), cluster_eps, sp, rules, vmap)
         plan.chains[N.service_chain(spn)] = rules
     if uses_local:
         rules = [masq] if has_internal and internal_chain == N.local_chain(spn) else []
-        _dispatch(N.local_chain(spn), local_eps, sp, rules)
+        _dispatch(N.local_chain(spn), local_eps, sp, rules, vmap)
         plan.chains[N.local_chain(spn)] = rules
     if uses_external:
         ext: list[str] = []

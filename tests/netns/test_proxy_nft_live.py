@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from proxy_modes.kernel.nft import RealNft
 from proxy_modes.nftables.proxier import NftablesProxier
-from proxy_modes.nftables.render import RenderConfig
+from proxy_modes.nftables.render import RenderConfig, full_script
 from proxy_modes.testing import endpoint_slice, service
 from proxy_modes.tracer import Packet
 from proxy_modes.tracer_nft import NftTracer
@@ -147,3 +148,135 @@ def test_userspace_mode_real_kernel(lab: tuple[str, str, str]) -> None:
         p.kill()
         p.wait()
     assert host_state() == before
+
+
+def many_services(n: int, variant: int) -> ChangeTracker:
+    """n services of mixed kinds (NodePort, affinity, no endpoints, eTP=Local); `variant` moves
+    endpoints and drops/adds a few services, so a re-sync rewrites, adds and deletes chains."""
+    t = ChangeTracker("node1")
+    for i in range(n):
+        if variant and i % 37 == 5:
+            continue  # deleted in the second state
+        name, cip, ports = f"svc{i}", f"172.30.{i // 250}.{i % 250 + 1}", [("http", 80, "TCP")]
+        kind: dict[str, object] = {}
+        if i % 5 == 1:
+            kind = {"svc_type": "NodePort", "node_ports": [30000 + i]}
+        if i % 9 == 2:
+            kind["sessionAffinity"] = "ClientIP"
+        if i % 11 == 3:
+            kind.update(svc_type="LoadBalancer", node_ports=[30000 + i], externalTrafficPolicy="Local",
+                        externalIPs=[f"192.168.77.{i % 250 + 1}"])
+        t.on_service("ADDED", service(f"ns{i % 7}", name, cip, ports, **kind))  # type: ignore[arg-type]
+        if i % 13 == 4:
+            continue  # no endpoints: reject
+        count = 1 + (i + variant) % 4
+        ips = [f"10.245.{i // 60}.{(i % 60) * 4 + k + variant % 2}" for k in range(count)]
+        t.on_endpoint_slice("ADDED", endpoint_slice(f"ns{i % 7}", name, ips, [("http", 8080, "TCP")],
+                                                    node={ips[0]: "node1"}))
+    for i in range(n, n + 3 * variant):  # new services in the second state
+        t.on_service("ADDED", service("ns-new", f"svc{i}", f"172.30.9.{i - n + 1}"))
+        t.on_endpoint_slice("ADDED", endpoint_slice("ns-new", f"svc{i}", [f"10.246.0.{i - n + 1}"]))
+    return t
+
+
+def normalized(nft: RealNft) -> dict[str, object]:
+    """`nft -j list table ip kube-proxy` without handles and creation order: chains → rules, sets →
+    declaration and sorted elements."""
+    out = sh(*nft.prefix, "nft", "-j", "list", "table", "ip", "kube-proxy")
+    chains: dict[str, list[object]] = {}
+    sets: dict[str, object] = {}
+    for obj in json.loads(out)["nftables"]:
+        kind, body = next(iter(obj.items()))
+        body.pop("handle", None)
+        if kind == "chain":
+            chains.setdefault(body["name"], [])
+            sets["chain " + body["name"]] = body
+        elif kind == "rule":
+            chains.setdefault(body["chain"], []).append(body["expr"])
+        elif kind in ("set", "map"):
+            body["elem"] = sorted(json.dumps(e, sort_keys=True) for e in body.get("elem", []))
+            sets[f"{kind} {body['name']}"] = body
+    return {"chains": chains, "sets": sets}
+
+
+@pytest.fixture
+def two_namespaces() -> Iterator[tuple[str, str]]:
+    names = [f"nkt-pnft-{secrets.token_hex(3)}{s}" for s in ("a", "b")]
+    made: list[str] = []
+    try:
+        for ns in names:
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+        yield names[0], names[1]
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("vmap_max_services", [2000, 0])  # upstream's anonymous vmaps, and numgen rules
+def test_multi_transaction_full_sync_equals_single_transaction(two_namespaces: tuple[str, str],
+                                                              vmap_max_services: int) -> None:
+    """A few hundred services written in many small transactions (and then re-synced to a changed
+    state: rewritten, new and stale chains) end in the same table as one `nft -f` of the whole."""
+    multi_ns, single_ns = two_namespaces
+    before = host_state()
+    cfg = RenderConfig("node1", (NODE_IP,), "10.244.0.0/16", "172.30.0.0/16", vmap_max_services=vmap_max_services)
+    multi, single = RealNft(netns=multi_ns), RealNft(netns=single_ns)
+    px = NftablesProxier(multi, cfg, batch_lines=150)
+    for variant in (0, 1):
+        state = many_services(300, variant).snapshot()
+        px.sync(state, full=True)
+        assert [w for w, _ in px.last_timings].count("services") > 1
+        if variant:
+            assert "stale" in [w for w, _ in px.last_timings]
+        if single.table_exists("ip", "kube-proxy"):
+            single.run("delete table ip kube-proxy\n")
+        single.run(full_script(state, cfg))
+        got, want = normalized(multi), normalized(single)
+        assert got["sets"] == want["sets"]
+        assert got["chains"] == want["chains"]
+        assert len(got["chains"]) > 1000  # type: ignore[arg-type]
+    px.cleanup()
+    assert host_state() == before
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("vmap_max_services", [2000, 0])
+def test_partial_syncs_on_real_nft_then_full_sync_converges(two_namespaces: tuple[str, str],
+                                                            vmap_max_services: int) -> None:
+    """One-run partial syncs (new service, endpoints moved, endpoints gone, service deleted) are
+    accepted by the real nft and route as they should; the next full sync equals one `nft -f`."""
+    ns, single_ns = two_namespaces
+    cfg = RenderConfig("node1", (NODE_IP,), "10.244.0.0/16", "172.30.0.0/16", vmap_max_services=vmap_max_services)
+    nft, single = RealNft(netns=ns), RealNft(netns=single_ns)
+    px = NftablesProxier(nft, cfg)
+    t = many_services(40, 0)
+    st = t.snapshot()
+    px.sync(st, full=True)
+    t.ack(st)
+
+    def targets(ip: str) -> dict[str, float]:
+        return NftTracer(nft.list_table("ip", "kube-proxy")).trace(Packet(CLIENT, ip, 80, "tcp", "c0", (NODE_IP,))).targets()
+
+    steps = [
+        (lambda: t.on_service("ADDED", service("ns-new", "fresh", "172.30.9.1")), None),
+        (lambda: t.on_endpoint_slice("ADDED", endpoint_slice("ns-new", "fresh", ["10.246.0.1", "10.246.0.2"])),
+         ("172.30.9.1", {"10.246.0.1:80": 0.5, "10.246.0.2:80": 0.5})),
+        (lambda: t.on_endpoint_slice("MODIFIED", endpoint_slice("ns-new", "fresh", ["10.246.0.3"])),
+         ("172.30.9.1", {"10.246.0.3:80": 1.0})),
+        (lambda: t.on_endpoint_slice("DELETED", endpoint_slice("ns-new", "fresh", [])), ("172.30.9.1", {"REJECT": 1.0})),
+        (lambda: t.on_service("DELETED", service("ns-new", "fresh", "172.30.9.1")), ("172.30.9.1", {"DROP": 1.0})),
+        (lambda: t.on_service("DELETED", service("ns0", "svc0", "172.30.0.1")), ("172.30.0.1", {"DROP": 1.0})),
+    ]
+    for change, expect in steps:
+        change()
+        st = t.snapshot()
+        px.sync(st, full=False)
+        t.ack(st)
+        assert [w for w, _ in px.last_timings] == ["partial"]
+        if expect:
+            assert targets(expect[0]) == pytest.approx(expect[1])
+    px.sync(t.snapshot(), full=True)
+    single.run(full_script(t.snapshot(), cfg))
+    assert normalized(nft) == normalized(single)
