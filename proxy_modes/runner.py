@@ -15,11 +15,13 @@ from proxy_modes.backend import Backend
 from proxy_modes.conntrack import RealConntrack
 from proxy_modes.kernel.iptables import Iptables, RealIptables
 from proxy_modes.kernel.nft import Nft, RealNft
+from proxy_modes.programming import ProgrammingLatency
 from proxy_modes.syncrunner import SyncRunner
 from proxy_modes.tracker import ChangeTracker
 
 log = logging.getLogger(__name__)
 MODES = ("iptables", "nftables", "userspace", "ipvs")
+FULL_SYNC_PERIOD = 3600.0
 
 
 def resolve_mode(mode: str, probe: Callable[[], str | None] | None = None) -> str:
@@ -130,7 +132,10 @@ async def run_proxy(client: ApiClient, cluster: ClusterConfig, node_name: str, n
     # Switching modes: the others' leftovers go first (their own data-driven cleanups; ours untouched).
     await asyncio.to_thread(cleanup_other_modes, mode, iptables)
     tracker = ChangeTracker(node_name)
-    runner = SyncRunner(tracker, backend)
+    latency = ProgrammingLatency()
+    # Full rewrites hourly, as upstream's FullSyncPeriod; between them only changed services are
+    # written (a full rewrite of 1k services in flight would hold up the next change by ~1 s).
+    runner = SyncRunner(tracker, backend, full_interval=FULL_SYNC_PERIOD, latency=latency)
     if runner_out is not None:
         runner_out.append(runner)
 
@@ -140,6 +145,7 @@ async def run_proxy(client: ApiClient, cluster: ClusterConfig, node_name: str, n
 
     def on_slice(etype: str, obj: Obj, old: Obj | None) -> None:
         tracker.on_endpoint_slice(etype, obj, old)
+        latency.on_slice(etype, obj, old)
         runner.request()
 
     services = Informer(client, SERVICES)
