@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import multiprocessing.synchronize
+import os
 import statistics
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def main() -> int:
             etcd_url = f"http://127.0.0.1:{cp}"
             wait_etcd(etcd_url)
     results: dict[str, dict[str, float]] = {}
+    load_before = os.getloadavg()[0]  # the machine is shared: a busy one explains a missed target
     try:
         for store in stores:
             port = free_port()
@@ -139,7 +141,8 @@ def main() -> int:
         subprocess.run(["rm", "-rf", "--", work], check=False)
     print(f"apiserver over HTTPS (client cert), {args.pods} pods, {args.watchers} watchers, watch phase "
           f"{args.rate:.0f} updates/s; reproduce: scripts/bench/apiserver --pods {args.pods} "
-          f"--watchers {args.watchers} --rate {args.rate:.0f}")
+          f"--watchers {args.watchers} --rate {args.rate:.0f}; 1-min load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after on {os.cpu_count()} CPUs")
     print(f"{'store':<8}{'GET/s':>9}{'LIST/s':>9}{'CREATE/s':>10}{'watch p50':>11}{'watch p99':>11}")
     for store, r in results.items():
         print(f"{store:<8}{r['get']:>9.0f}{r['list']:>9.1f}{r['create']:>10.0f}"
