@@ -1,7 +1,8 @@
 """Enter a pod's namespaces (or make new ones) and exec a command: the pause and container launcher.
 
-Usage: python -m netkube.kubelet.nsexec [--target PID] [--netns PATH] [--new-uts --hostname H]
-       [--new-mount] [--bind SRC:DST ...] [--private-tmp] [--cwd DIR] [--ready-fd N] -- argv...
+Usage: python -m netkube.kubelet.nsexec [--cgroup PROCS_FILE ...] [--target PID] [--netns PATH]
+       [--new-uts --hostname H] [--new-mount] [--bind SRC:DST ...] [--private-tmp] [--cwd DIR]
+       [--ready-fd N] -- argv...
 
 Stdlib only, so the kubelet can start it as `python -I -S nsexec.py` in a few milliseconds.
 Exit codes follow the container convention: 125 setup failed, 126 not executable, 127 not found;
@@ -115,6 +116,7 @@ class Options:
         self.hostname: str | None = None
         self.new_mount = False
         self.bind: list[str] = []
+        self.cgroup: list[str] = []
         self.private_tmp = False
         self.cwd: str | None = None
         self.ready_fd: int | None = None
@@ -123,7 +125,7 @@ class Options:
 
 _FLAGS = {"--new-uts": "new_uts", "--new-mount": "new_mount", "--private-tmp": "private_tmp"}
 _VALUES = {"--target": "target", "--netns": "netns", "--hostname": "hostname", "--cwd": "cwd",
-           "--ready-fd": "ready_fd", "--bind": "bind"}
+           "--ready-fd": "ready_fd", "--bind": "bind", "--cgroup": "cgroup"}
 
 
 def _fast_parse(argv: list[str]) -> Options | None:
@@ -143,8 +145,8 @@ def _fast_parse(argv: list[str]) -> Options | None:
         if arg not in _VALUES or i + 1 >= len(argv) or argv[i + 1].startswith("-"):
             return None
         value = argv[i + 1]
-        if arg == "--bind":
-            o.bind.append(value)
+        if arg in ("--bind", "--cgroup"):
+            getattr(o, _VALUES[arg]).append(value)
         elif arg in ("--target", "--ready-fd"):
             if not value.isdigit():
                 return None
@@ -174,6 +176,8 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--bind", action="append", default=[], metavar="SRC:DST", help="bind mount SRC over DST")
     p.add_argument("--private-tmp", action="store_true", help="own mount namespace with a tmpfs on /tmp")
     p.add_argument("--cwd", help="working directory for the command")
+    p.add_argument("--cgroup", action="append", default=[], metavar="PROCS_FILE",
+                   help="join this cgroup (its cgroup.procs file) before anything else")
     p.add_argument("--ready-fd", type=int, help="write 'ok' to this fd once set up, then close it")
     p.add_argument("argv", nargs=argparse.REMAINDER)
     ns = p.parse_args(argv)
@@ -186,7 +190,20 @@ def parse(argv: list[str]) -> Options:
     return ns  # type: ignore[return-value]  # same attributes as Options
 
 
+def join_cgroups(files: list[str]) -> None:
+    """Move this process into the container's cgroups while it is still our code: the command
+    exec'd later starts under its limits, with no moment outside them."""
+    me = str(os.getpid())
+    for path in files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, me.encode())
+        finally:
+            os.close(fd)
+
+
 def setup(ns: Options) -> None:
+    join_cgroups(ns.cgroup)  # first: the host's /sys/fs/cgroup, before joining the pod's mounts
     if ns.target:
         join_target(ns.target)
     if ns.netns:

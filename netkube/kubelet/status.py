@@ -67,7 +67,9 @@ class PodView:
     initialized: bool = True
 
 
-def terminated_state(exit_code: int | None, started_at: str, finished_at: str, container_id: str) -> Obj:
+def terminated_state(exit_code: int | None, started_at: str, finished_at: str, container_id: str,
+                     oom_killed: bool = False) -> Obj:
+    """oom_killed: the OOM killer struck in the container's cgroup (containerd's TaskOOM event)."""
     if exit_code is None:  # the process was not ours to reap (kubelet restarted): upstream's wording
         return {
             "terminated": {
@@ -82,7 +84,7 @@ def terminated_state(exit_code: int | None, started_at: str, finished_at: str, c
     return {
         "terminated": {
             "exitCode": exit_code,
-            "reason": "Completed" if exit_code == 0 else "Error",
+            "reason": "OOMKilled" if oom_killed else "Completed" if exit_code == 0 else "Error",
             "startedAt": started_at,
             "finishedAt": finished_at,
             "containerID": container_id,

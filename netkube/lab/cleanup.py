@@ -67,6 +67,10 @@ def remove_recorded(records: Records, grace: float = 3.0) -> dict[str, int]:
             unmount(rec.data["path"])
         elif rec.kind == "netns":
             delete_netns(rec.data["name"])
+        elif rec.kind == "cgroup":
+            from netkube.kubelet.cgroups import remove_cgroup
+
+            remove_cgroup(rec.data["path"])
         elif rec.kind == "path":
             p = Path(rec.data["path"])
             if p.is_dir() and not p.is_symlink():

@@ -7,6 +7,7 @@ server and every node agent (separate processes) can write to it safely. Kinds:
   {"kind": "process", "pid": 1234, "start": 98765, "what": "agent node1"}
   {"kind": "mount",   "path": "/run/..."}
   {"kind": "path",    "path": "/var/lib/netkube/x/..."}       (file or dir to remove)
+  {"kind": "cgroup",  "path": "/sys/fs/cgroup/memory/netkube/...", "pod": "<uid>"}  (rmdir, deepest first)
 
 A process is identified by pid AND its start time (field 22 of /proc/PID/stat), so a recycled pid
 is never signalled. Removal is idempotent: objects already gone are skipped.

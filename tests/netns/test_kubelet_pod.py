@@ -15,6 +15,7 @@ import pytest
 
 from netkube.client import PODS
 from netkube.config import ClusterConfig
+from netkube.kubelet.cgroups import remove_cgroup
 from netkube.kubelet.fakes import FakeImages
 from netkube.kubelet.interfaces import CniFailure
 from netkube.kubelet.kubelet import Kubelet
@@ -94,6 +95,8 @@ def lab(tmp_path):
                 os.kill(rec.data["pid"], signal.SIGKILL)
             elif rec.kind == "netns" and os.path.exists(f"/run/netns/{rec.data['name']}"):
                 sh("ip", "netns", "delete", rec.data["name"], check=False)
+            elif rec.kind == "cgroup":  # the kubelet's pod cgroups (when this machine has them)
+                remove_cgroup(rec.data["path"])
         sh("ip", "netns", "delete", node_ns, check=False)
 
 
