@@ -14,6 +14,7 @@ VXLAN_VNI = 1
 VXLAN_PORT = 8472
 MASQ_MARK = 0x4000
 PROXY_MODES = ("iptables", "nftables", "userspace", "ipvs")  # ipvs falls back to iptables without IPVS
+RUNTIMES = ("process", "docker")
 IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
 
 
@@ -50,6 +51,10 @@ class ClusterConfig:
     # machine mode (`netkube server` / `join` on real machines): the control plane's address on the node
     # network, e.g. 192.168.56.101; "" = the emulator's node1 address
     api_address: str = ""
+    # pod runtime: "process" (nsexec'd processes) or "docker" (containers of a Docker engine, see
+    # docs/runtime-docker.md); docker_host "" = the engine `netkube up` starts for the cluster
+    runtime: str = "process"
+    docker_host: str = ""
 
     # --- validation -------------------------------------------------------------------------
     def validate(self) -> None:
@@ -96,6 +101,8 @@ class ClusterConfig:
         self._validate_network()
         if self.proxy_mode not in PROXY_MODES:
             raise ConfigError(f"--proxy-mode {self.proxy_mode!r} is not available; choose: {', '.join(PROXY_MODES)}")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"--runtime {self.runtime!r} is unknown; choose: {', '.join(RUNTIMES)}")
         if self.ipvs_scheduler not in IPVS_SCHEDULERS:
             raise ConfigError(f"--ipvs-scheduler {self.ipvs_scheduler!r} is unknown; choose: {', '.join(IPVS_SCHEDULERS)}")
 

@@ -35,6 +35,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         insecure_http=args.insecure_http,
         network="none" if args.no_network else args.network,
         cni_plugins=args.cni_plugins,
+        runtime=args.runtime,
+        docker_host=args.docker_host,
     )
     if args.node_monitor_grace_period:
         cluster.extra["node-monitor-grace-period"] = _seconds("--node-monitor-grace-period", args.node_monitor_grace_period)
@@ -214,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="no pod network: nodes stay NotReady until `netkube network install`")
     up.add_argument("--cni-plugins", choices=["netkube", "reference"], default="netkube",
                     help="CNI plugin binaries: netkube's, or Debian's reference plugins from /usr/lib/cni")
+    up.add_argument("--runtime", choices=["process", "docker"], default="process",
+                    help="pod runtime: processes in namespaces (default) or Docker containers (docs/runtime-docker.md)")
+    up.add_argument("--docker-host", default="", metavar="URL",
+                    help="with --runtime docker: use this engine (unix://PATH) instead of starting one for the cluster")
     up.set_defaults(fn=cmd_up)
 
     net = sub.add_parser("network", help="the pod network add-on")

@@ -206,6 +206,9 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
             install_plugins(cluster.state_dir / "cni" / "bin", sys.executable)
             prepare_assets(cluster.state_dir / "images")
         log_dir = cluster.log_dir
+        if cluster.runtime == "docker":
+            with progress.step("Docker engine and image netkube/busybox (--runtime docker)"):
+                _docker_engine(cluster, records)
         if not cluster.insecure_http:
             with progress.step("cluster CA and certificates (HTTPS, client-cert and token authentication)"):
                 from netkube.pki import create_cluster_pki
@@ -255,6 +258,27 @@ def up(cluster: ClusterConfig, timeout: float = 120.0, quiet: bool = False) -> i
         print(f"Cluster {cluster.name!r} is up in {time.monotonic() - t0:.1f}s.")
         print(f"  export KUBECONFIG={cluster.kubeconfig_path}")
     return 0
+
+
+def _docker_engine(cluster: ClusterConfig, records: Records) -> None:
+    """Start the cluster's own dockerd (recorded: `netkube down` stops it) unless --docker-host names
+    one, and build the local image pods run from."""
+    try:
+        import docker  # noqa: F401 - PyPI docker, the engine API client
+    except ImportError:
+        raise ConfigError("--runtime docker needs the Python package docker; run `sudo scripts/setup`") from None
+    from netkube.kubelet import dockerd
+
+    try:
+        if not cluster.docker_host:
+            data_root, exec_root = dockerd.engine_dirs(cluster.state_dir, cluster.name)
+            cluster.docker_host, _ = dockerd.start_engine(data_root, exec_root, cluster.log_dir / "dockerd.log", records)
+            cluster.save()  # the node agents read the engine's address from cluster.json
+        dockerd.ensure_image(cluster.docker_host)
+    except dockerd.EngineError as e:
+        raise ConfigError(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - the SDK's connection and API errors
+        raise ConfigError(f"the Docker engine at {cluster.docker_host} failed: {e}") from e
 
 
 async def _run_async_step(fn, cluster: ClusterConfig, timeout: float, *extra) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,9 @@ from typing import Any
 from cni.netconf import bin_dirs as cni_bin_dirs
 from netkube.client import PODS, SERVICES, ApiClient, ApiError, Informer
 from netkube.config import ClusterConfig
-from netkube.kubelet import podstate, sandbox
+from netkube.controllers.events import EventRecorder
+from netkube.kubelet import cgroups, podstate, sandbox
+from netkube.kubelet.cgroups import PodCgroups
 from netkube.kubelet.interfaces import BuiltinImages, Cni, ImageStore, NetkubeCni, Proc, Runtime
 from netkube.kubelet.node import NodeReporter
 from netkube.kubelet.podworker import PodWorker
@@ -22,6 +24,17 @@ from netkube.lab.records import Records
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
+
+
+def pod_cgroups(records: Records, cluster: str, node: str) -> tuple[PodCgroups | None, str]:
+    """The node's pod cgroups, or None and why (logged once; pods then run without limits)."""
+    fs, why = cgroups.detect()
+    if fs is None:
+        msg = f"resource limits are not enforced on this node: {why}"
+        log.warning("%s", msg)
+        return None, msg
+    log.info("pod resource limits enforced with %r", fs)
+    return PodCgroups(fs, records, f"netkube/{cluster}/{node}"), ""
 
 
 def heartbeat_for(cluster: ClusterConfig) -> float:
@@ -52,6 +65,15 @@ class Kubelet:
         self.cluster = cluster
         self.node_name = node_name
         self.timings = timings or Timings(heartbeat=heartbeat_for(cluster))
+        if runtime is None and getattr(cluster, "runtime", "process") == "docker":
+            from netkube.kubelet.docker_runtime import docker_seams  # needs PyPI docker: imported only here
+
+            runtime, docker_images = docker_seams(cluster, node_name, records)
+            images = images or docker_images
+            if launcher is nsexec_launcher:
+                from netkube.kubelet.docker_runtime import docker_launcher
+
+                launcher = docker_launcher
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.services = Informer(client, SERVICES)
         self.ctx = NodeContext(
@@ -66,6 +88,9 @@ class Kubelet:
             timings=self.timings,
             services=self.services.items,
         )
+        self.cgroups_unavailable = ""  # why pods run without resource limits ("" when enforced)
+        if runtime is None:  # cgroups are the process runtime's; another runtime brings its own
+            self.ctx.cgroups, self.cgroups_unavailable = pod_cgroups(records, cluster.name, node_name)
         self.node = NodeReporter(
             client, cluster, node_name, node_ip, lambda: self.ctx.conflist() is not None, self.timings.heartbeat
         )
@@ -81,6 +106,10 @@ class Kubelet:
             self.ctx.host_resolv = ""
         serving = await self._serve()
         await self.node.register()
+        if self.cgroups_unavailable:
+            await EventRecorder(self.client, "kubelet", self.node_name).warning(
+                {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name, "uid": self.node_name}},
+                "ResourceLimitsNotEnforced", self.cgroups_unavailable)
         informers = [asyncio.create_task(self.pods.run()), asyncio.create_task(self.services.run())]
         try:
             await self.pods.synced.wait()
@@ -126,6 +155,8 @@ class Kubelet:
                     await self.ctx.runtime.wait(proc)
                     self.ctx.runtime.forget(proc)
             await sandbox.teardown(self.ctx, st, self.ctx.pods_dir / uid)
+            if self.ctx.cgroups is not None:
+                self.ctx.cgroups.release_pod(uid)
         return adopted
 
     def _on_pod(self, kind: str, pod: Obj, old: Obj | None, adopted: podstate.PodState | None = None) -> None:

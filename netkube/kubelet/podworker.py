@@ -213,7 +213,9 @@ class PodWorker:
                     prober = None
                 self.ctx.runtime.forget(proc)
                 self.procs.pop(cv.name, None)
-                cv.state = terminated_state(code, rec.started_at, now_rfc3339(), cv.container_id)
+                oom = self._release_cgroup(cv.name)
+                # containerd reports OOMKilled whenever the OOM killer struck in the container's cgroup
+                cv.state = terminated_state(code, rec.started_at, now_rfc3339(), cv.container_id, oom)
             rec.pid = rec.start = 0
             proc = None
             self._save()
@@ -236,6 +238,19 @@ class PodWorker:
                 self._dirty.set()
                 await asyncio.sleep(delay)
             restarts += 1
+
+    def _release_cgroup(self, name: str) -> bool:
+        """Remove an exited container's cgroup; whether the OOM killer struck in it."""
+        cg = self.ctx.cgroups
+        if cg is None:
+            return False
+        try:
+            oom: bool = cg.oom_killed(self.pod, name)
+            cg.release_container(self.pod, name)
+        except OSError as e:
+            log.warning("pod %s/%s: cgroup of container %s: %s", self.state.namespace, self.state.name, name, e)
+            return False
+        return oom
 
     def _probe(self, spec: Obj, cv: ContainerView, proc: Proc, adopted: bool = False) -> asyncio.Task[None]:
         """Start the container's probes; without probes it is started and ready at once."""
@@ -282,9 +297,13 @@ class PodWorker:
         if log_path.exists():
             # Keep the last instance's output for `kubectl logs --previous`, as the kubelet does.
             os.replace(log_path, previous_log(log_path))
+        # Only a runtime that takes cgroups gets them (ctx.cgroups is set for the process runtime).
+        limits = {"cgroup": self.ctx.cgroups.setup_container(self.pod, spec)} if self.ctx.cgroups else {}
+        if getattr(self.ctx.runtime, "runs_images", False):
+            limits["image"] = image  # a runtime that runs images (docker) is told which one
         proc = await self.ctx.runtime.start_container(
             self.pause, argv, env, spec.get("workingDir"), log_path, f"container {md['namespace']}/{md['name']}/{cv.name}",
-            stdin=bool(spec.get("stdin")), tty=bool(spec.get("tty")),
+            stdin=bool(spec.get("stdin")), tty=bool(spec.get("tty")), **limits,
         )
         self.procs[cv.name] = proc
         rec.pid, rec.start, rec.container_id = proc.pid, proc.start, secrets.token_hex(32)
@@ -323,6 +342,8 @@ class PodWorker:
         self.procs.clear()
         await self.events.flush()
         await sandbox.teardown(self.ctx, self.state, self.dir)
+        if self.ctx.cgroups is not None:
+            self.ctx.cgroups.release_pod(self.uid)
 
     # --- status ---------------------------------------------------------------------------
     async def _publish_loop(self) -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from cni import procrun
@@ -43,6 +44,10 @@ async def _read_once(fd: int) -> bytes:
         loop.remove_reader(fd)
 
 
+def _cgroup_args(files: Sequence[str]) -> list[str]:
+    return [arg for f in files for arg in ("--cgroup", f)]
+
+
 class RuntimeFailure(Exception):
     """Starting a pod process or namespace failed; the message says which and why."""
 
@@ -58,6 +63,7 @@ class ProcessRuntime:
         self._exits: dict[Proc, asyncio.Future[int | None]] = {}
         self._consoles: dict[Proc, Console] = {}
         self._closing: set[asyncio.Task[None]] = set()  # console closes in flight (keep a reference)
+        self._cgroups: dict[Proc, list[str]] = {}  # container -> its cgroup.procs files (exec joins them)
 
     # --- network namespaces ---------------------------------------------------------------
     async def _ip(self, *args: str) -> None:
@@ -71,6 +77,8 @@ class ProcessRuntime:
         path = f"/run/netns/{name}"
         if not os.path.exists(path):
             await self._ip("netns", "add", name)
+            # What containerd's loopback plugin call does: lo up whatever the network plugins do.
+            await self._ip("-n", name, "link", "set", "lo", "up")
         return path
 
     async def delete_netns(self, name: str) -> None:
@@ -136,15 +144,18 @@ class ProcessRuntime:
 
     async def start_container(
         self, target: Proc, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, what: str,
-        stdin: bool = False, tty: bool = False,
+        stdin: bool = False, tty: bool = False, cgroup: Sequence[str] = (),
     ) -> Proc:
-        full = [self.python, *NSEXEC_ARGS, "--target", str(target.pid), "--private-tmp"]
+        """cgroup: the cgroup.procs files of the container's cgroups (cgroups.PodCgroups). nsexec
+        writes itself into them before it execs argv, so no instruction of the container runs
+        outside its limits (writing the pid from here after spawn would leave a window)."""
+        full = [self.python, *NSEXEC_ARGS, *_cgroup_args(cgroup), "--target", str(target.pid), "--private-tmp"]
         if cwd:
             full += ["--cwd", cwd]
         full += ["--", *argv]
         env = {"PATH": DEFAULT_PATH, **env}
         if not (stdin or tty):
-            return await self._started(self._spawn(full, env, log_path, None), what)
+            return await self._started_in(self._spawn(full, env, log_path, None), what, cgroup)
         console, actions, child_fd = self._console_stdio(log_path, stdin, tty)
         try:
             pid = self._spawn(full, env, log_path, None, actions)
@@ -154,9 +165,15 @@ class ProcessRuntime:
         finally:
             if child_fd is not None:
                 os.close(child_fd)
-        proc = await self._started(pid, what)
+        proc = await self._started_in(pid, what, cgroup)
         self._consoles[proc] = console
         console.start()
+        return proc
+
+    async def _started_in(self, pid: int, what: str, cgroup: Sequence[str]) -> Proc:
+        proc = await self._started(pid, what)
+        if cgroup:
+            self._cgroups[proc] = list(cgroup)
         return proc
 
     def _console_stdio(self, log_path: Path, stdin: bool, tty: bool) -> tuple[Console, list, int | None]:  # type: ignore[type-arg]
@@ -206,7 +223,9 @@ class ProcessRuntime:
 
     async def exec_in(self, target: Proc, argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str]:
         """Run argv in the target's namespaces (exec probes and hooks); (None, output) on timeout."""
-        full = [self.python, *NSEXEC_ARGS, "--target", str(target.pid), "--", *argv]
+        # Like runc exec: exec probes and hooks run inside the container's cgroups too.
+        full = [self.python, *NSEXEC_ARGS, *_cgroup_args(self._cgroups.get(target, ())), "--target", str(target.pid),
+                "--", *argv]
         proc = await asyncio.create_subprocess_exec(
             *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, env={"PATH": DEFAULT_PATH, **env}, start_new_session=True,
@@ -277,6 +296,7 @@ class ProcessRuntime:
         fut = self._exits.get(proc)
         if fut is not None and fut.done():
             del self._exits[proc]
+        self._cgroups.pop(proc, None)
         console = self._consoles.pop(proc, None)
         if console is not None:
             task = asyncio.get_running_loop().create_task(console.close())

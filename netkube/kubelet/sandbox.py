@@ -57,6 +57,7 @@ class NodeContext:
     timings: Timings = field(default_factory=Timings)
     services: Callable[[], list[dict[str, Any]]] = lambda: []
     host_resolv: str = ""
+    cgroups: Any = None  # cgroups.PodCgroups when this node enforces resource limits, else None
 
     @property
     def pods_dir(self) -> Path:
@@ -125,17 +126,37 @@ async def create(ctx: NodeContext, pod: dict[str, Any], st: podstate.PodState, p
         rc = runtime_config(pod)
         if rc:  # kept for DEL, which must see the same capability args as ADD
             (pod_dir / "cni-runtime-config.json").write_text(json.dumps(rc))
-        # runtime_config only when there is one: Cni implementations without the parameter keep working
-        result = await (ctx.cni.add(conflist, st.uid, netns_path, cni_args(st), rc) if rc
-                        else ctx.cni.add(conflist, st.uid, netns_path, cni_args(st)))
-        try:
-            st.pod_ip = result["ips"][0]["address"].split("/")[0]
-        except (KeyError, IndexError, AttributeError) as e:
-            raise CniFailure(f"CNI result has no IP address: {result!r}") from e
+        if getattr(ctx.runtime, "pause_before_cni", False):
+            # dockershim's order: the pause container makes the netns, then CNI wires it up. The
+            # pod files are bind-mounted before the IP is known and rewritten in place after.
+            pause = await _start_pause(ctx, pod, st, pod_dir, netns_path)
+            st.pod_ip = await _cni_add(ctx, conflist, st, netns_path, rc)
+            write_pod_files(pod_dir, render_resolv_conf(pod, ctx.cluster, ctx.host_resolv),
+                            render_hosts(pod, ctx.cluster, [st.pod_ip]))
+            podstate.save(pod_dir / "state.json", st)
+            return pause
+        st.pod_ip = await _cni_add(ctx, conflist, st, netns_path, rc)
+    return await _start_pause(ctx, pod, st, pod_dir, netns_path)
+
+
+async def _cni_add(ctx: NodeContext, conflist: Path, st: podstate.PodState, netns_path: str,
+                   rc: dict[str, Any]) -> str:
+    # runtime_config only when there is one: Cni implementations without the parameter keep working
+    result = await (ctx.cni.add(conflist, st.uid, netns_path, cni_args(st), rc) if rc
+                    else ctx.cni.add(conflist, st.uid, netns_path, cni_args(st)))
+    try:
+        return str(result["ips"][0]["address"].split("/")[0])
+    except (KeyError, IndexError, AttributeError) as e:
+        raise CniFailure(f"CNI result has no IP address: {result!r}") from e
+
+
+async def _start_pause(ctx: NodeContext, pod: dict[str, Any], st: podstate.PodState, pod_dir: Path,
+                       netns_path: str | None) -> Proc:
     resolv = render_resolv_conf(pod, ctx.cluster, ctx.host_resolv)
-    hosts = render_hosts(pod, ctx.cluster, [st.pod_ip])
+    hosts = render_hosts(pod, ctx.cluster, [st.pod_ip] if st.pod_ip else [])
     resolv_path, hosts_path = write_pod_files(pod_dir, resolv, hosts)
     md = pod["metadata"]
+    host_network = bool(pod["spec"].get("hostNetwork"))
     sa_binds = await service_account_binds(ctx.client, ctx.cluster, pod, pod_dir)
     pause = await ctx.runtime.start_pause(
         netns_path,
