@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,30 +126,45 @@ def two_nodes(work: Path, own_bin: str, backend: str) -> tuple[str, str, str]:
     return pods[0][0], pods[1][0], pods[1][1]
 
 
-def throughput(work: Path, own_bin: str, seconds: int) -> dict[str, float]:
+def throughput(work: Path, own_bin: str, seconds: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """Median Gbit/s and median ratio to the bare veth per path. Each ratio pairs one run of the path
+    with one run of the bare veth right next to it (order alternating by round): on a shared host the
+    load drifts by more than the paths differ, so a baseline taken once at the start is not fair."""
     a, b = ns("va"), ns("vb")
     sh("ip", "link", "add", f"{TAG[-6:]}x", "netns", a, "type", "veth", "peer", "name", f"{TAG[-6:]}y", "netns", b)
     nx(a, "ip", "addr", "add", "10.96.250.1/30", "dev", f"{TAG[-6:]}x")
     nx(b, "ip", "addr", "add", "10.96.250.2/30", "dev", f"{TAG[-6:]}y")
     nx(a, "ip", "link", "set", f"{TAG[-6:]}x", "up")
     nx(b, "ip", "link", "set", f"{TAG[-6:]}y", "up")
-    out = {"bare veth": iperf(a, b, "10.96.250.2", seconds)}
+    bare = (a, b, "10.96.250.2")
     node = ns("sn")
     conf = bridge_conf(work / "ipam-same", "10.95.0.0/24")
     p1, p2 = ns("sp1"), ns("sp2")
     cni(node, own_bin, "ADD", conf, "s1", p1)
     ip2 = cni(node, own_bin, "ADD", conf, "s2", p2)["ips"][0]["address"].split("/")[0]
-    out["same node (bridge)"] = iperf(p1, p2, ip2, seconds)
+    paths = {"same node (bridge)": (p1, p2, ip2)}
     for backend in ("vxlan", "host-gw"):
-        c, s, ip = two_nodes(work, own_bin, backend)
-        out[f"across nodes, {backend}"] = iperf(c, s, ip, seconds)
-    return out
+        paths[f"across nodes, {backend}"] = two_nodes(work, own_bin, backend)
+    runs: dict[str, list[float]] = {"bare veth": []}
+    ratios: dict[str, list[float]] = {"bare veth": []}
+    for r in range(rounds):
+        for what, path in paths.items():
+            if r % 2 == 0:
+                base, gbps = iperf(*bare, seconds), iperf(*path, seconds)
+            else:
+                gbps, base = iperf(*path, seconds), iperf(*bare, seconds)
+            runs["bare veth"].append(base)
+            ratios["bare veth"].append(1.0)
+            runs.setdefault(what, []).append(gbps)
+            ratios.setdefault(what, []).append(gbps / base)
+    return {what: (statistics.median(runs[what]), statistics.median(ratios[what])) for what in runs}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=100)
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="paired runs per path; medians are printed")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix=TAG + "-", dir="/var/tmp"))
     own_bin = str(work / "bin")
@@ -159,14 +175,14 @@ def main() -> int:
         for impl, ms in lat.items():
             print(f"  {impl:<10} {ms:7.1f} ms per pod")
         print(f"  ratio netkube/reference: {lat['netkube'] / lat['reference']:.2f}x  (target <= 1.5x)")
-        tp = throughput(work, own_bin, args.seconds)
-        base = tp["bare veth"]
-        print(f"pod-to-pod TCP throughput (iperf3 -t {args.seconds}), ratio to a bare veth pair:")
+        tp = throughput(work, own_bin, args.seconds, args.rounds)
+        print(f"pod-to-pod TCP throughput (iperf3 -t {args.seconds}, median of {args.rounds} runs, each next to "
+              "a bare veth run), ratio to a bare veth pair:")
         targets = {"across nodes, vxlan": 0.7, "across nodes, host-gw": 0.9}
-        for what, gbps in tp.items():
+        for what, (gbps, ratio) in tp.items():
             t = f"  (target >= {targets[what]})" if what in targets else ""
-            print(f"  {what:<24} {gbps:7.2f} Gbit/s  {gbps / base:5.2f}x{t}")
-        print(f"reproduce: sudo scripts/bench/cni --pods {args.pods} --seconds {args.seconds}")
+            print(f"  {what:<24} {gbps:7.2f} Gbit/s  {ratio:5.2f}x{t}")
+        print(f"reproduce: sudo scripts/bench/cni --pods {args.pods} --seconds {args.seconds} --rounds {args.rounds}")
     finally:
         for name in reversed(NETNS):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True)
