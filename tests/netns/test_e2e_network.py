@@ -116,6 +116,9 @@ def cross_node_checks(c: Cluster) -> None:
     # hostPort through portmap's CNI-HOSTPORT-DNAT in node2's netns, from node1 over the node network
     out = c.node_exec("node1", "curl", "-s", "-m", "3", f"http://{c.cfg.node_ip('node2')}:18080/hostname").stdout
     assert out in names
+    # loopback is up in every pod whatever the plugins (containerd calls the loopback plugin for it)
+    lo = c.kubectl("exec", pods[0]["metadata"]["name"], "--", "curl", "-s", "-m", "3", "http://127.0.0.1:8080/hostname")
+    assert lo.stdout == pods[0]["metadata"]["name"]
     hn = running(c, "", 1) and json.loads(c.kubectl("get", "pod", "hostnet", "-o", "json").stdout)
     assert hn["status"]["podIP"] == c.cfg.node_ip("node1") == hn["status"]["hostIP"]
 
