@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 from typing import IO, Protocol
 
@@ -46,6 +47,20 @@ def _memfile() -> IO[bytes]:
     return open(os.memfd_create("nft", os.MFD_CLOEXEC), "w+b")
 
 
+def _wait(p: subprocess.Popen[bytes], timeout: float) -> int:
+    """Popen.wait(timeout) polls with sleeps growing to 50 ms, which added up to half a partial
+    sync at 10k services; a pidfd wakes us the moment nft exits."""
+    fd = os.pidfd_open(p.pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
+            raise subprocess.TimeoutExpired(p.args, timeout)
+    finally:
+        os.close(fd)
+    return p.wait()
+
+
 class RealNft:
     """Runs the nft binary; the process must already be in the node's netns unless `netns` is given."""
 
@@ -67,7 +82,7 @@ class RealNft:
             p = subprocess.Popen(self.prefix + [self.binary, *argv], stdout=fout, stderr=ferr,
                                  stdin=fin if stdin is not None else subprocess.DEVNULL)
             try:
-                rc = p.wait(timeout=self.timeout)
+                rc = _wait(p, self.timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()

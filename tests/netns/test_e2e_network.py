@@ -35,6 +35,7 @@ spec:
         image: registry.k8s.io/e2e-test-images/agnhost:2.39
         args: [netexec, --http-port=8080]
         ports: [{containerPort: 8080, hostPort: 18080}]
+        readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
 ---
 apiVersion: v1
 kind: Service
@@ -92,12 +93,13 @@ def pod_cidr(c: Cluster, node: str) -> str:
 def running(c: Cluster, selector: str, count: int, timeout: float = 40) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # Ready, not just Running: the server may not listen yet when its process has started
         pods = [p for p in c.pods(selector) if p.get("status", {}).get("podIP")
-                and p["status"].get("phase") == "Running"]
+                and any(x["type"] == "Ready" and x["status"] == "True" for x in p["status"].get("conditions", []))]
         if len(pods) >= count:
             return pods
         time.sleep(0.3)
-    raise AssertionError(f"{selector}: wanted {count} running pods with IPs, have {c.pods(selector)}")
+    raise AssertionError(f"{selector}: wanted {count} ready pods with IPs, have {c.pods(selector)}")
 
 
 def cross_node_checks(c: Cluster) -> None:
@@ -159,12 +161,18 @@ def test_host_gw_reference_plugins_as_addon(make_cluster) -> None:  # type: igno
         time.sleep(0.05)
 
 
-def test_vxlan_netkube_plugins(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    c = make_cluster()
+@pytest.mark.parametrize("network,plugins", [
+    ("flannel-vxlan", "netkube"), ("flannel-vxlan", "reference"), ("flannel-host-gw", "netkube"),
+])  # host-gw with the reference plugins is the add-on test above
+def test_service_routing_on_each_backend_and_plugin_set(make_cluster, network: str, plugins: str) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster("--network", network, "--cni-plugins", plugins)
     c.kubectl("apply", "-f", "-", stdin=APP)
     routes = c.node_exec("node1", "ip", "route").stdout
     cidr = pod_cidr(c, "node2")
-    assert f"{cidr} via {cidr.split('/')[0]} dev flannel.1 onlink" in routes
+    if network == "flannel-vxlan":
+        assert f"{cidr} via {cidr.split('/')[0]} dev flannel.1 onlink" in routes
+    else:
+        assert f"{cidr} via {c.cfg.node_ip('node2')} dev eth0" in routes and "flannel.1" not in routes
     cross_node_checks(c)
 
 
