@@ -12,17 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from netkube.client import Obj
+from netkube.controllers.base import parse_time
 
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 def _parse(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    t = parse_time(raw)
+    return None if t is None else datetime.fromtimestamp(t, UTC)
 
 
 def pod_trigger_time(pod: Obj) -> datetime | None:

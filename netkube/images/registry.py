@@ -96,6 +96,17 @@ def expand(value: str, env: dict[str, str]) -> str:
     return _VAR.sub(sub, value)
 
 
+def container_argv(container: Obj, entry: list[str], cmd: list[str]) -> list[str]:
+    """Kubernetes: command replaces ENTRYPOINT and drops CMD; args alone replace CMD; $(VAR) from
+    the container's literal env values is expanded in both."""
+    literal = {e["name"]: e.get("value", "") for e in container.get("env") or [] if "valueFrom" not in e}
+    user_cmd = [expand(s, literal) for s in container.get("command") or []]
+    user_args = [expand(s, literal) for s in container.get("args") or []]
+    if user_cmd:
+        return user_cmd + user_args
+    return entry + (user_args or cmd)
+
+
 @dataclass(frozen=True)
 class BuiltinImage:
     ref: ImageRef
@@ -110,16 +121,7 @@ class BuiltinImage:
         entry, cmd = self.spec.defaults(python, assets)
         if self.kind == "kubernetes-bootcamp" and self.ref.tag == "v2":
             cmd = [*cmd, "--version", "2"]
-        literal = {e["name"]: e.get("value", "") for e in container.get("env") or [] if "valueFrom" not in e}
-        user_cmd = [expand(s, literal) for s in container.get("command") or []]
-        user_args = [expand(s, literal) for s in container.get("args") or []]
-        # Kubernetes: command replaces ENTRYPOINT and drops CMD; args alone replace CMD.
-        if user_cmd:
-            argv = user_cmd + user_args
-        elif user_args:
-            argv = entry + user_args
-        else:
-            argv = entry + cmd
+        argv = container_argv(container, entry, cmd)
         if argv and argv[0] in self.spec.aliases:
             make, keep = self.spec.aliases[argv[0]]
             argv = make(python, assets)[0] + (argv[1:] if keep else [])

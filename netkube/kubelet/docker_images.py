@@ -58,15 +58,7 @@ class DockerImage:
             entry, cmd = self.inner.spec.defaults(sys.executable, Path("/"))
         else:
             entry, cmd = BUSYBOX_KINDS[kind]
-        literal = {e["name"]: e.get("value", "") for e in container.get("env") or [] if "valueFrom" not in e}
-        user_cmd = [registry.expand(s, literal) for s in container.get("command") or []]
-        user_args = [registry.expand(s, literal) for s in container.get("args") or []]
-        if user_cmd:
-            argv = user_cmd + user_args
-        elif user_args:
-            argv = entry + user_args
-        else:
-            argv = entry + cmd
+        argv = registry.container_argv(container, entry, cmd)
         if python and argv and argv[0] in self.inner.spec.aliases:
             make, keep = self.inner.spec.aliases[argv[0]]
             argv = make(sys.executable, Path("/"))[0] + (argv[1:] if keep else [])
