@@ -149,32 +149,51 @@ class ProcessRuntime:
         """cgroup: the cgroup.procs files of the container's cgroups (cgroups.PodCgroups). nsexec
         writes itself into them before it execs argv, so no instruction of the container runs
         outside its limits (writing the pid from here after spawn would leave a window)."""
-        full = [self.python, *NSEXEC_ARGS, *_cgroup_args(cgroup), "--target", str(target.pid), "--private-tmp"]
+        full = [self.python, *NSEXEC_ARGS, *_cgroup_args(cgroup), "--target", str(target.pid), "--private-tmp",
+                "--ready-fd", "3"]
         if cwd:
             full += ["--cwd", cwd]
         full += ["--", *argv]
         env = {"PATH": DEFAULT_PATH, **env}
-        if not (stdin or tty):
-            return await self._started_in(self._spawn(full, env, log_path, None), what, cgroup)
-        console, actions, child_fd = self._console_stdio(log_path, stdin, tty)
+        console: Console | None = None
+        r, w = os.pipe()
         try:
-            pid = self._spawn(full, env, log_path, None, actions)
-        except BaseException:
-            os.close(console.fd)
-            raise
+            try:
+                if stdin or tty:
+                    console, actions, child_fd = self._console_stdio(log_path, stdin, tty)
+                    try:
+                        pid = self._spawn(full, env, log_path, w, actions)
+                    except BaseException:
+                        os.close(console.fd)
+                        raise
+                    finally:
+                        if child_fd is not None:
+                            os.close(child_fd)
+                else:
+                    pid = self._spawn(full, env, log_path, w)
+            finally:
+                os.close(w)  # ours closed: EOF comes when the child closes its end or exits
+            proc = await self._started(pid, what)
+            if cgroup:
+                self._cgroups[proc] = list(cgroup)
+            if console is not None:
+                self._consoles[proc] = console
+                console.start()
+            await self._setup_done(proc, r)
+            return proc
         finally:
-            if child_fd is not None:
-                os.close(child_fd)
-        proc = await self._started_in(pid, what, cgroup)
-        self._consoles[proc] = console
-        console.start()
-        return proc
+            os.close(r)
 
-    async def _started_in(self, pid: int, what: str, cgroup: Sequence[str]) -> Proc:
-        proc = await self._started(pid, what)
-        if cgroup:
-            self._cgroups[proc] = list(cgroup)
-        return proc
+    async def _setup_done(self, proc: Proc, ready_r: int) -> None:
+        """Wait until nsexec has joined the pod's namespaces and cgroups (it writes "ok" just before
+        exec), as runc's start returns only then: an exec or a status read right after must not find
+        the process still in the node's namespaces. A failed setup (EOF, no "ok") is left to the
+        exit watcher, which reports the container's exit as for any other."""
+        try:
+            await _read_once(ready_r)
+        except BaseException:
+            self.signal(proc, signal.SIGKILL)  # cancelled mid-start: the pidfd watcher reaps it
+            raise
 
     def _console_stdio(self, log_path: Path, stdin: bool, tty: bool) -> tuple[Console, list, int | None]:  # type: ignore[type-arg]
         """stdin: true keeps a pipe (or, with tty: true, a pty) the kubelet can write for attach."""
