@@ -99,6 +99,9 @@ def main() -> None:
     up = subprocess.run([*base, "up", "--name", name, "--api-port", str(port)], capture_output=True, text=True)
     if up.returncode != 0:
         print(up.stdout, up.stderr)
+        # a failed `up` leaves what it made recorded: remove it as the message says
+        subprocess.run([*base, "down", "--name", name], capture_output=True)
+        shutil.rmtree(state_root, ignore_errors=True)
         sys.exit(1)
     state = Path(state_root) / name
     kubectl = ["kubectl", "--kubeconfig", str(state / "kubeconfig")]

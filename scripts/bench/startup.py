@@ -98,6 +98,9 @@ def main() -> None:
     up_s = time.monotonic() - t0
     if up.returncode != 0:
         print(up.stdout, up.stderr)
+        # a failed `up` leaves what it made recorded: remove it as the message says
+        subprocess.run([*base, "down", "--name", name], capture_output=True)
+        shutil.rmtree(state_root, ignore_errors=True)
         sys.exit(1)
     cluster = ClusterConfig.load(name, state_root)
     kubectl = ["kubectl", "--kubeconfig", str(cluster.kubeconfig_path), "--cache-dir", f"{state_root}/kcache"]
