@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchcluster import bench_cluster, bench_manifest, ready  # noqa: E402
 
-from netkube.client import PODS, cluster_client
-from netkube.config import ClusterConfig
+from netkube.client import PODS, cluster_client  # noqa: E402
+from netkube.config import ClusterConfig  # noqa: E402
 
-NETKUBE = [sys.executable, "-m", "netkube.cli.main"]
 MIB = 1024 * 1024
 
 
@@ -66,23 +62,19 @@ def memory(records_path: Path) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in totals.items()}
 
 
-def _is_ready(pod: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
-
-
 async def wait_ready(cfg: ClusterConfig, n: int, deadline: float) -> None:
     client = cluster_client(cfg, "admin")
     try:
         listed = await client.list(PODS, "default", label_selector="app=bench")
-        ready = {p["metadata"]["name"] for p in listed["items"] if _is_ready(p)}
+        seen = {p["metadata"]["name"] for p in listed["items"] if ready(p)}
         rv = listed["metadata"]["resourceVersion"]
-        while len(ready) < n and time.monotonic() < deadline:
+        while len(seen) < n and time.monotonic() < deadline:
             async for etype, pod in client.watch(PODS, "default", rv, label_selector="app=bench",
                                                  timeout_seconds=max(1, int(deadline - time.monotonic()))):
                 rv = pod["metadata"].get("resourceVersion", rv)
-                if etype in ("ADDED", "MODIFIED") and _is_ready(pod):
-                    ready.add(pod["metadata"]["name"])
-                    if len(ready) >= n:
+                if etype in ("ADDED", "MODIFIED") and ready(pod):
+                    seen.add(pod["metadata"]["name"])
+                    if len(seen) >= n:
                         return
     finally:
         await client.close()
@@ -90,46 +82,26 @@ async def wait_ready(cfg: ClusterConfig, n: int, deadline: float) -> None:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    state_root = tempfile.mkdtemp(prefix="netkube-bench-", dir="/var/tmp")
-    name = f"bpods{uuid.uuid4().hex[:5]}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = [*NETKUBE, "--state-root", state_root]
-    up = subprocess.run([*base, "up", "--name", name, "--api-port", str(port)], capture_output=True, text=True)
-    if up.returncode != 0:
-        print(up.stdout, up.stderr)
-        # a failed `up` leaves what it made recorded: remove it as the message says
-        subprocess.run([*base, "down", "--name", name], capture_output=True)
-        shutil.rmtree(state_root, ignore_errors=True)
-        sys.exit(1)
-    state = Path(state_root) / name
-    kubectl = ["kubectl", "--kubeconfig", str(state / "kubeconfig")]
+    with bench_cluster("bpods") as c:
+        kubectl, records = c.kubectl, c.cfg.records_path
 
-    def count(ready_only: bool) -> int:
-        pods = json.loads(subprocess.run([*kubectl, "get", "pods", "-l", "app=bench", "-o", "json"],
-                                         capture_output=True, text=True, check=True).stdout)["items"]
-        if not ready_only:
-            return len(pods)
-        return sum(any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
-                   for p in pods)
+        def count(ready_only: bool) -> int:
+            pods = json.loads(subprocess.run([*kubectl, "get", "pods", "-l", "app=bench", "-o", "json"],
+                                             capture_output=True, text=True, check=True).stdout)["items"]
+            return sum(ready(p) for p in pods) if ready_only else len(pods)
 
-    try:
         time.sleep(2)
-        before = memory(state / "records.jsonl")
-        manifest = "---\n".join(
-            yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"bench-{i}", "labels": {"app": "bench"}},
-                            "spec": {"containers": [{"name": "httpd", "image": "httpd"}]}})
-            for i in range(n))
+        before = memory(records)
         t0 = time.monotonic()
-        subprocess.run([*kubectl, "create", "-f", "-"], input=manifest, text=True, check=True, capture_output=True)
+        subprocess.run([*kubectl, "create", "-f", "-"], input=bench_manifest(n), text=True, check=True,
+                       capture_output=True)
         # One watch instead of polling with `kubectl get` (a core's worth of CPU here) or `kubectl
         # wait` (one pod at a time, client-side rate limited): the bench should not compete with netkube.
-        asyncio.run(wait_ready(ClusterConfig.load(name, state_root), n, t0 + 300))
+        asyncio.run(wait_ready(c.cfg, n, t0 + 300))
         create_s = time.monotonic() - t0
-        ready = count(True)
+        ready_n = count(True)
         time.sleep(3)  # idle
-        after = memory(state / "records.jsonl")
+        after = memory(records)
         t1 = time.monotonic()
         subprocess.run([*kubectl, "delete", "pods", "-l", "app=bench", "--wait=false"], check=True, capture_output=True)
         left = n
@@ -142,8 +114,8 @@ def main() -> None:
             return sum(after.get(c, (0, 0))[i] - before.get(c, (0, 0))[i] for c in cats) / n / MIB
 
         own = ("agents", "server", "pause")
-        rate_c, rate_d = ready / create_s, (n - left) / delete_s
-        print(f"pods created to Ready: {ready}/{n} in {create_s:.2f} s = {rate_c:.1f} pods/s   target >= 20 pods/s   "
+        rate_c, rate_d = ready_n / create_s, (n - left) / delete_s
+        print(f"pods created to Ready: {ready_n}/{n} in {create_s:.2f} s = {rate_c:.1f} pods/s   target >= 20 pods/s   "
               f"ratio to target {rate_c / 20:.2f}")
         print(f"pods deleted (gone from the API): {n - left}/{n} in {delete_s:.2f} s = {rate_d:.1f} pods/s")
         print(f"netkube memory per idle pod (pause + agent/server growth): RSS {delta(own, 0):.2f} MiB, "
@@ -152,9 +124,6 @@ def main() -> None:
               f"PSS {delta((*own, 'containers'), 1):.2f} MiB")
         print("  by part, RSS MiB/pod: " + ", ".join(f"{c} {delta((c,), 0):.2f}" for c in (*own, "containers")))
         print(f"reproduce: sudo scripts/bench/pods {n}")
-    finally:
-        subprocess.run([*base, "down", "--name", name], capture_output=True)
-        shutil.rmtree(state_root, ignore_errors=True)  # the bench's own temporary state root
 
 
 if __name__ == "__main__":

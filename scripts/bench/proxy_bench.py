@@ -61,6 +61,17 @@ def datapath(ns: str, full_traffic: bool) -> str:
         return dp.measure(ns, full_traffic)
 
 
+def partial_median(px: IptablesProxier | NftablesProxier, st: ProxyState) -> float:
+    """Median of 3 one-service partial syncs, another service each time with one endpoint replaced,
+    each change made before the clock starts: on a noisy 2-core machine one sample swings by 2x."""
+    samples = []
+    for k, spn in enumerate(sorted(st.services)[len(st.services) // 2:][:3]):
+        st.endpoints[spn] = [*st.endpoints[spn][:-1], Endpoint(f"10.250.0.{k + 1}", 8080)]
+        st.changed = {spn.service}
+        samples.append(timed(lambda: px.sync(st, False)))
+    return sorted(samples)[1]
+
+
 def bench_iptables(n: int, traffic: bool) -> Row:
     st = make_state(n)
     dp.add_bench_services(st)
@@ -83,13 +94,7 @@ def bench_iptables(n: int, traffic: bool) -> Row:
         fulls.append(timed(lambda: px.sync(st, True)))
         st.changed = set()
         again = timed(lambda: px.sync(st, True))
-        # Median of 3 one-service partial syncs (another service each time, one endpoint replaced).
-        samples = []
-        for k, spn in enumerate(sorted(st.services)[len(st.services) // 2:][:3]):
-            st.endpoints[spn] = [*st.endpoints[spn][:-1], Endpoint(f"10.250.0.{k + 1}", 8080)]
-            st.changed = {spn.service}
-            samples.append(timed(lambda: px.sync(st, False)))
-        partial = sorted(samples)[1]
+        partial = partial_median(px, st)
         return min(raws), min(fulls), again, partial, datapath(ns, traffic)
 
 
@@ -104,14 +109,7 @@ def bench_nftables(n: int, traffic: bool) -> Row:
         px = NftablesProxier(RealNft(netns=ns), cfg)
         full = timed(lambda: px.sync(st, True))
         again = timed(lambda: px.sync(st, True))
-        # Median of 3 one-service partial syncs (another service each time), each change made
-        # before the clock starts: on this noisy 2-core machine one sample swings by 2x.
-        samples = []
-        for k, spn in enumerate(sorted(st.services)[len(st.services) // 2:][:3]):
-            st.endpoints[spn] = [*st.endpoints[spn][:-1], Endpoint(f"10.250.0.{k + 1}", 8080)]
-            st.changed = {spn.service}
-            samples.append(timed(lambda: px.sync(st, False)))
-        partial = sorted(samples)[1]
+        partial = partial_median(px, st)
         return raw, full, again, partial, datapath(ns, traffic)
 
 

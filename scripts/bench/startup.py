@@ -8,20 +8,16 @@ measured on a 2-core machine. Routability is checked by one prober inside node1'
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
+from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchcluster import bench_cluster, bench_manifest, ready  # noqa: E402
 
-from netkube.client import PODS, cluster_client
-from netkube.config import ClusterConfig
-
-NETKUBE = [sys.executable, "-m", "netkube.cli.main"]
+from netkube.client import PODS, cluster_client  # noqa: E402
+from netkube.config import ClusterConfig  # noqa: E402
 
 PROBE = """
 import asyncio, sys
@@ -40,10 +36,6 @@ async def main():
             print(ip)
 asyncio.run(main())
 """
-
-
-def _ready(pod: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
 
 
 async def follow(cluster: ClusterConfig, n: int, t1: float, timeout: float = 300) -> tuple[int, float]:
@@ -71,7 +63,7 @@ async def follow(cluster: ClusterConfig, n: int, t1: float, timeout: float = 300
         async def watch_loop() -> None:
             async for _etype, pod in client.watch(PODS, "default", label_selector="app=bench", timeout_seconds=int(timeout)):
                 ip = pod.get("status", {}).get("podIP")
-                if ip and _ready(pod) and pod["metadata"]["name"] not in routable:
+                if ip and ready(pod) and pod["metadata"]["name"] not in routable:
                     pending[ip] = pod["metadata"]["name"]
 
         watcher = asyncio.create_task(watch_loop())
@@ -87,40 +79,16 @@ async def follow(cluster: ClusterConfig, n: int, t1: float, timeout: float = 300
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-    state_root = tempfile.mkdtemp(prefix="netkube-bench-", dir="/var/tmp")
-    name = f"bench{uuid.uuid4().hex[:5]}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = [*NETKUBE, "--state-root", state_root]
-    t0 = time.monotonic()
-    up = subprocess.run([*base, "up", "--name", name, "--api-port", str(port)], capture_output=True, text=True)
-    up_s = time.monotonic() - t0
-    if up.returncode != 0:
-        print(up.stdout, up.stderr)
-        # a failed `up` leaves what it made recorded: remove it as the message says
-        subprocess.run([*base, "down", "--name", name], capture_output=True)
-        shutil.rmtree(state_root, ignore_errors=True)
-        sys.exit(1)
-    cluster = ClusterConfig.load(name, state_root)
-    kubectl = ["kubectl", "--kubeconfig", str(cluster.kubeconfig_path), "--cache-dir", f"{state_root}/kcache"]
-    try:
-        manifest = "---\n".join(
-            yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"bench-{i}", "labels": {"app": "bench"}},
-                            "spec": {"containers": [{"name": "httpd", "image": "httpd"}]}})
-            for i in range(n)
-        )
+    with bench_cluster("bench") as c:
         t1 = time.monotonic()
-        subprocess.run([*kubectl, "create", "-f", "-"], input=manifest, text=True, check=True, capture_output=True)
-        count, secs = asyncio.run(follow(cluster, n, t1))
+        subprocess.run([*c.kubectl, "create", "-f", "-"], input=bench_manifest(n), text=True, check=True,
+                       capture_output=True)
+        count, secs = asyncio.run(follow(c.cfg, n, t1))
         rate = count / secs if secs > 0 else 0.0
-        print(f"cluster up (3 nodes): {up_s:.2f} s   target < 5 s   ratio to target {up_s / 5:.2f}")
+        print(f"cluster up (3 nodes): {c.up_seconds:.2f} s   target < 5 s   ratio to target {c.up_seconds / 5:.2f}")
         print(f"pods Ready and routable: {count}/{n} in {secs:.2f} s = {rate:.1f} pods/s   "
               f"target >= 20 pods/s   ratio to target {rate / 20:.2f}")
         print(f"reproduce: sudo scripts/bench/startup {n}")
-    finally:
-        subprocess.run([*base, "down", "--name", name], capture_output=True)
-        shutil.rmtree(state_root, ignore_errors=True)  # the bench's own temporary state root
 
 
 if __name__ == "__main__":
