@@ -57,12 +57,17 @@ def unmount(path: str) -> None:
 
 def remove_recorded(records: Records, grace: float = 3.0) -> dict[str, int]:
     """Remove every live record, newest first within each kind. Returns counts per kind."""
-    live = records.live()
-    counts: dict[str, int] = {}
-    procs = [r for r in live if r.kind == "process"]
-    stop_processes(procs, grace)
-    counts["process"] = len(procs)
-    for rec in reversed(live):
+    # Processes first, then the records read again: an agent still running while it is stopped may
+    # record what it has just made (the netns of a pod mid-creation, a pause process).
+    stopped: set[tuple[object, object]] = set()
+    for _ in range(5):
+        procs = [r for r in records.live() if r.kind == "process" and (r.data.get("pid"), r.data.get("start")) not in stopped]
+        if not procs:
+            break
+        stop_processes(procs, grace)
+        stopped.update((r.data.get("pid"), r.data.get("start")) for r in procs)
+    counts: dict[str, int] = {"process": len(stopped)}
+    for rec in reversed(records.live()):
         if rec.kind == "mount":
             unmount(rec.data["path"])
         elif rec.kind == "netns":

@@ -47,3 +47,27 @@ def test_remove_recorded_stops_exactly_the_recorded_process(tmp_path) -> None:  
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_remove_recorded_also_removes_what_was_recorded_while_stopping(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An agent being stopped may still record a pod's netns it has just made: `down` removes it too."""
+    from netkube.lab import cleanup
+
+    r = Records(tmp_path / "r.jsonl")
+    r.add("process", pid=2**22 + 4321, start=1, what="agent")  # not alive: stopping it is a no-op
+    late = tmp_path / "late"
+    stops: list[int] = []
+
+    def stop_and_record(procs, grace):  # type: ignore[no-untyped-def]
+        stops.append(len(procs))
+        if len(stops) == 1:  # the agent's last act before it exits
+            r.add_netns("pod-late")
+            late.write_text("x")
+            r.add("path", path=str(late))
+
+    deleted: list[str] = []
+    monkeypatch.setattr(cleanup, "stop_processes", stop_and_record)
+    monkeypatch.setattr(cleanup, "delete_netns", deleted.append)
+    counts = remove_recorded(r, grace=0.1)
+    assert deleted == ["pod-late"] and not late.exists()
+    assert stops == [1] and counts["process"] == 1
