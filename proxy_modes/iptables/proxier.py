@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy_modes.conntrack import Conntrack, clear_stale_udp
 from proxy_modes.iptables import chains as C
 from proxy_modes.iptables.cleanup import cleanup
-from proxy_modes.iptables.render import NODEPORTS_TAIL, RenderConfig, fixed_rules
+from proxy_modes.iptables.render import LARGE_CLUSTER_ENDPOINTS, NODEPORTS_TAIL, RenderConfig, fixed_rules
 from proxy_modes.iptables.service_rules import Fragment, render_service
 from proxy_modes.iptables.transaction import Txn, Worker
 from proxy_modes.kernel.iptables import Iptables
@@ -32,9 +35,16 @@ log = logging.getLogger(__name__)
 BATCH_LINES = 1500
 # More changed services than this in one shared chain: rewrite the chain instead of -D/-I each rule.
 EDIT_LIMIT = 64
+# Upstream's --iptables-sync-period default: in large cluster mode a partial sync deletes the chains
+# no longer used only if this long has passed since the last time it did (they are unreferenced).
+CLEANUP_PERIOD = 30.0
 SHARED = (("filter", C.KUBE_SERVICES), ("filter", C.KUBE_EXTERNAL_SERVICES),
           ("nat", C.KUBE_SERVICES), ("nat", C.KUBE_NODEPORTS))
 MARK_MASQ = ("nat", C.KUBE_MARK_MASQ)
+# On a node with none of our rules yet, these shared chains are filled run by run, each service's
+# rules with its own chains: a rule jumping to a chain made in an earlier run costs iptables-nft
+# 1.8.9 a search of every chain it knows (10k services: 0.59 s for KUBE-SERVICES in one last run).
+GROWN = (("nat", C.KUBE_SERVICES), ("nat", C.KUBE_NODEPORTS))
 # The base-chain jumps as iptables-save prints them, to see which are missing.
 JUMP_SAVED = [(j, parse(j.args()).canonical()) for j in C.JUMPS]
 
@@ -90,11 +100,18 @@ class IptablesProxier:
     """Implements proxy_modes.backend.Backend for iptables mode."""
 
     def __init__(self, ipt: Iptables, cfg: RenderConfig, conntrack: Conntrack | None = None,
-                 batch_lines: int = BATCH_LINES) -> None:
+                 batch_lines: int = BATCH_LINES, cleanup_period: float = CLEANUP_PERIOD,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ipt = ipt
         self.cfg = cfg
         self.conntrack = conntrack
         self.batch_lines = batch_lines
+        self.cleanup_period = cleanup_period
+        self._clock = clock
+        self._counts: dict[ServicePortName, int] = {}  # endpoints per service port, for large cluster mode
+        self._total = 0
+        self._stale: dict[str, ServicePortName] = {}  # unused nat chains left in place -> their service port
+        self._last_cleanup = -math.inf
         self._fixed = fixed_rules(cfg)
         self._rec: dict[Key, Rec] = {}
         self._frags: dict[ServicePortName, Fragment] = {}  # what the kernel holds, per service port
@@ -119,6 +136,26 @@ class IptablesProxier:
         self._frags = {}
         self._order = []
         self._by_service = {}
+        self._counts, self._total, self._stale = {}, 0, {}
+
+    @property
+    def large_cluster(self) -> bool:
+        """Upstream's largeClusterMode, as of the last sync."""
+        return self._total > LARGE_CLUSTER_ENDPOINTS
+
+    def _count_endpoints(self, state: ProxyState, full: bool, removed: list[ServicePortName],
+                         targets: list[ServicePortName]) -> tuple[dict[ServicePortName, int], int]:
+        if full:
+            counts = {s: len(state.endpoints.get(s, ())) for s in state.services}
+            return counts, sum(counts.values())
+        counts, total = self._counts, self._total  # partial: only the changed service ports move
+        for s in removed:
+            total -= counts.pop(s, 0)
+        for s in targets:
+            n = len(state.endpoints.get(s, ()))
+            total += n - counts.get(s, 0)
+            counts[s] = n
+        return counts, total
 
     def _read_kernel(self) -> Kernel:
         return parse_save(self.ipt.save_all())
@@ -151,9 +188,20 @@ class IptablesProxier:
         frags = dict(old) if not full else {}
         for s in removed:
             frags.pop(s, None)
+        counts, total = self._count_endpoints(state, full, removed, targets)
+        large = total > LARGE_CLUSTER_ENDPOINTS
+        now = self._clock()
+        clean = full or not large or now - self._last_cleanup > self.cleanup_period
+        unused: dict[str, ServicePortName] = {} if full else dict(self._stale)
         written: dict[Key, list[str] | Fragment] = {}
         deleted: list[Key] = []
         final, buf = Txn(), Txn()
+        grow = full and not self._rec and not self.ipt.chain_exists(*GROWN[0])
+        if full:
+            w.prestart()
+        if grow:
+            for key in GROWN:
+                buf.chain(*key, [])
         if full and (self._rec.get(MARK_MASQ) is None or self._rec[MARK_MASQ].lines(C.KUBE_MARK_MASQ) != self._fixed[MARK_MASQ]):
             # Per-service chains jump to it: it goes with the first of them.
             buf.chain(*MARK_MASQ, self._fixed[MARK_MASQ])
@@ -162,10 +210,10 @@ class IptablesProxier:
         for spn in targets:
             sp, eps = state.services[spn], state.endpoints.get(spn, [])
             before = old.get(spn)
-            if before is not None and before.source == (sp, tuple(eps)):
+            if before is not None and before.source == (sp, tuple(eps), large):
                 f = before  # same input, same rules: rendering is most of a full sync's Python time
             else:
-                f = render_service(self.cfg, sp, eps)
+                f = render_service(self.cfg, sp, eps, large)
             frags[spn] = f
             if before is not None and before.rules == f.rules and all(("nat", c) in recs for c in f.chains):
                 continue
@@ -173,8 +221,11 @@ class IptablesProxier:
                 buf.chains("nat", f.chains, f.rules)  # all new (first sync): no need to split per chain
                 for c in f.chains:
                     written[("nat", c)] = f
+                if grow:
+                    for key in GROWN:
+                        buf.append(*key, f.shared(*key))
                 if buf.size >= self.batch_lines:
-                    w.restore(buf.text())
+                    w.restore(buf.text(), more=True)
                     buf = Txn()
                 continue
             own = f.chain_rules()
@@ -183,27 +234,44 @@ class IptablesProxier:
                 if r is None or r.lines(c) != lines:
                     buf.chain("nat", c, lines)
                     written[("nat", c)] = lines
+            if grow:
+                for key in GROWN:
+                    buf.append(*key, f.shared(*key))
             if before is not None and not full:
                 for c in before.chains:
                     if c not in own and ("nat", c) in self._rec:
-                        final.delete("nat", c)
-                        deleted.append(("nat", c))
+                        unused[c] = spn
             if buf.size >= self.batch_lines:
-                w.restore(buf.text())
+                w.restore(buf.text(), more=True)
                 buf = Txn()
         if not full:
             for s in removed:
                 for c in old[s].chains:
                     if ("nat", c) in self._rec:
+                        unused[c] = s
+            if clean:
+                for c, s in unused.items():
+                    if s not in frags or c not in frags[s].chains:  # not taken back into use
                         final.delete("nat", c)
                         deleted.append(("nat", c))
+                unused = {}
         order = targets if full else self._merged_order(removed, targets)
         changed = None if full else targets + removed
         for key in SHARED:
+            if grow and key in GROWN:  # filled above: only the last rule is left
+                tail = [NODEPORTS_TAIL] if key == ("nat", C.KUBE_SERVICES) else []
+                final.rules[key[0]] += tail
+                written[key] = [line for s in order for line in frags[s].shared(*key)] + tail
+                continue
             self._shared(final, key, old, frags, order, changed, written)
         if kernel_f is not None:
             self._base(final, kernel_f.result(), frags, written, deleted)
-        final.absorb(buf)
+        if buf.size and buf.size + final.lines() > self.batch_lines:
+            # One input this big would cost more than two (iptables-nft-restore --noflush is
+            # quadratic in its input); a sync of this size is cut into runs anyway.
+            w.restore(buf.text(), more=True)
+        else:
+            final.absorb(buf)
         text = final.text()
         if text:
             w.restore(text)
@@ -215,6 +283,9 @@ class IptablesProxier:
         for key in deleted:
             self._rec.pop(key, None)
         self._frags, self._order = frags, order
+        self._counts, self._total, self._stale = counts, total, unused
+        if clean:
+            self._last_cleanup = now
         by_service = {} if full else self._by_service
         for k in state.changed:
             by_service.pop(k, None)

@@ -9,6 +9,10 @@ from proxy_modes.iptables import chains as C
 from proxy_modes.iptables.service_rules import Fragment, render_service
 from proxy_modes.model import ProxyState, ServicePortName
 
+# Upstream's largeClusterEndpointsThreshold: above this many endpoints (all service ports together)
+# kube-proxy drops the comments of endpoint rules and deletes stale chains at most every 30 s.
+LARGE_CLUSTER_ENDPOINTS = 1000
+
 NODEPORTS_TAIL = (
     f'-A {C.KUBE_SERVICES} -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
     f'last rule in this chain" -m addrtype --dst-type LOCAL -j {C.KUBE_NODEPORTS}'
@@ -54,9 +58,16 @@ def fixed_rules(cfg: RenderConfig) -> dict[tuple[str, str], list[str]]:
     }
 
 
+def endpoint_count(state: ProxyState) -> int:
+    """Upstream's totalEndpoints: the endpoints of every service port, ready or not."""
+    return sum(len(state.endpoints.get(spn, ())) for spn in state.services)
+
+
 def fragments(state: ProxyState, cfg: RenderConfig) -> dict[ServicePortName, Fragment]:
     """Every service port's fragment, in upstream's (sorted) order."""
-    return {spn: render_service(cfg, state.services[spn], state.endpoints.get(spn, [])) for spn in sorted(state.services)}
+    large = endpoint_count(state) > LARGE_CLUSTER_ENDPOINTS
+    return {spn: render_service(cfg, state.services[spn], state.endpoints.get(spn, []), large)
+            for spn in sorted(state.services)}
 
 
 def render(state: ProxyState, cfg: RenderConfig, existing_nat_chains: Iterable[str] = ()) -> str:

@@ -21,7 +21,7 @@ class Fragment:
     nat_shared: list[str] = field(default_factory=list)  # in nat KUBE-SERVICES / KUBE-NODEPORTS
     chains: list[str] = field(default_factory=list)  # its own nat chains, in declaration order
     rules: list[str] = field(default_factory=list)  # the rules of those chains
-    source: tuple[ServicePort, tuple[Endpoint, ...]] | None = None  # what it was rendered from (reuse if equal)
+    source: tuple[ServicePort, tuple[Endpoint, ...], bool] | None = None  # what it was rendered from (reuse if equal)
     by_chain: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # shared rules per (table, chain)
     _own: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
@@ -52,8 +52,10 @@ def _q(comment: str) -> str:
     return f'"{comment}"' if " " in comment else comment
 
 
-def render_service(cfg: RenderConfig, sp: ServicePort, eps: list[Endpoint]) -> Fragment:
-    f = Fragment(source=(sp, tuple(eps)))
+def render_service(cfg: RenderConfig, sp: ServicePort, eps: list[Endpoint], large: bool = False) -> Fragment:
+    """large: upstream's large cluster mode (over 1000 endpoints in all), whose endpoint rules (the
+    SVC/SVL jumps and the SEP chains) carry no comment: a smaller ruleset to load and to check."""
+    f = Fragment(source=(sp, tuple(eps), large))
     spn, name = sp.name, str(sp.name)
     proto = spn.proto
     cluster_eps = usable(eps)
@@ -132,10 +134,10 @@ def render_service(cfg: RenderConfig, sp: ServicePort, eps: list[Endpoint]) -> F
             seps[key] = C.sep_chain(spn, key)
     if uses_cluster_chain:
         f.chains.append(cluster_chain)
-        _to_endpoints(rules, sp, name, cluster_chain, [keys[id(e)] for e in cluster_eps], seps)
+        _to_endpoints(rules, sp, name, cluster_chain, [keys[id(e)] for e in cluster_eps], seps, large)
     if uses_local_chain:
         f.chains.append(local_chain)
-        _to_endpoints(rules, sp, name, local_chain, [keys[id(e)] for e in local_eps], seps)
+        _to_endpoints(rules, sp, name, local_chain, [keys[id(e)] for e in local_eps], seps, large)
     head_comment = _q(name)
     for ep in cluster_eps + local_eps:
         key = keys[id(ep)]
@@ -143,7 +145,7 @@ def render_service(cfg: RenderConfig, sp: ServicePort, eps: list[Endpoint]) -> F
         if sep is None:
             continue  # already written (an endpoint in both the cluster and the local list)
         f.chains.append(sep)
-        head = f"-A {sep} -m comment --comment {head_comment}"
+        head = f"-A {sep}" if large else f"-A {sep} -m comment --comment {head_comment}"
         # Hairpin: a pod reaching itself through its Service must be SNATed or it would answer
         # itself directly and the client would drop the reply.
         rules.append(f"{head} -s {ep.ip} -j {C.KUBE_MARK_MASQ}")
@@ -154,16 +156,16 @@ def render_service(cfg: RenderConfig, sp: ServicePort, eps: list[Endpoint]) -> F
 
 
 def _to_endpoints(out: list[str], sp: ServicePort, name: str, chain: str, eps: list[str],
-                  seps: dict[str, str]) -> None:
+                  seps: dict[str, str], large: bool) -> None:
     """eps: the endpoints' "ip:port", in order."""
+    def head(ep: str) -> str:
+        return f"-A {chain}" if large else f'-A {chain} -m comment --comment "{name} -> {ep}"'
+
     if sp.affinity_timeout is not None:
         for ep in eps:
             sep = seps[ep]
-            out.append(
-                f'-A {chain} -m comment --comment "{name} -> {ep}" -m recent --name {sep} --rcheck '
-                f"--seconds {sp.affinity_timeout} --reap -j {sep}"
-            )
+            out.append(f"{head(ep)} -m recent --name {sep} --rcheck --seconds {sp.affinity_timeout} --reap -j {sep}")
     n = len(eps)
     for i, ep in enumerate(eps):
         stat = f" -m statistic --mode random --probability {probability(n - i)}" if i < n - 1 else ""
-        out.append(f'-A {chain} -m comment --comment "{name} -> {ep}"{stat} -j {seps[ep]}')
+        out.append(f"{head(ep)}{stat} -j {seps[ep]}")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from proxy_modes.kernel.iptables import Iptables
+from proxy_modes.kernel.iptables import Iptables, StartedRestore
 
 T = TypeVar("T")
 TABLE_ORDER = ("filter", "nat", "mangle")  # upstream writes filter before nat
@@ -34,6 +34,11 @@ class Txn:
         self.rules[table] += rules
         self.size += len(names) + len(rules)
 
+    def append(self, table: str, name: str, rules: list[str]) -> None:
+        """Rules for `name` without its chain line: appended to what the chain already holds."""
+        self.rules[table] += rules
+        self.size += len(rules)
+
     def delete(self, table: str, name: str) -> None:
         self.decls[table].append(f":{name} - [0:0]")  # flushing it drops its own jumps first
         self.deletes[table].append(f"-X {name}")
@@ -45,6 +50,10 @@ class Txn:
             self.rules[t] = other.rules[t] + self.rules[t]
             self.deletes[t] = other.deletes[t] + self.deletes[t]
         self.size += other.size
+
+    def lines(self) -> int:
+        """Lines of input it holds (rules added straight to .rules included)."""
+        return sum(len(v) for d in (self.decls, self.rules, self.deletes) for v in d.values())
 
     def text(self) -> str:
         out: list[str] = []
@@ -66,6 +75,10 @@ class Worker:
         self._restores: list[Future[None]] = []
         self._failed = False
         self.texts: list[str] = []
+        # The real iptables can start the next restore while one runs (see StartedRestore); the
+        # spare is touched only by the worker thread, and by finish()/drain() once it is idle.
+        self._start: Callable[[], StartedRestore] | None = getattr(ipt, "start_restore", None)
+        self._spare: StartedRestore | None = None
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
         if self._ex is None:
@@ -79,17 +92,41 @@ class Worker:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iptables-save")
         return self._reader.submit(fn)
 
-    def restore(self, text: str) -> None:
+    def restore(self, text: str, more: bool = False) -> None:
+        """Queue one iptables-restore --noflush of `text`; more: others will follow in this sync."""
         def run() -> None:
             if self._failed:
                 return
             try:
-                self.ipt.restore(text, noflush=True)
+                started, self._spare = self._spare, None
+                if started is None and not more:
+                    self.ipt.restore(text, noflush=True)
+                    return
+                if started is None:
+                    assert self._start is not None
+                    started = self._start()
+                started.feed(text)
+                if more:
+                    self._spare = self._start()  # for the next run, starting while this one works
+                started.wait()
             except BaseException:
                 self._failed = True
                 raise
+        if self._start is None:
+            more = False
         self.texts.append(text)
         self._restores.append(self.call(run))
+
+    def prestart(self) -> None:
+        """Start the first restore's process now, from the caller's thread, before it renders: from
+        the worker thread that start would wait for the GIL behind the rendering (~20 ms seen)."""
+        if self._start is not None and self._spare is None and not self._restores:
+            self._spare = self._start()
+
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.abort()
 
     def drain(self) -> None:
         """Wait for every restore, ignoring their errors (the caller is already failing)."""
@@ -97,12 +134,14 @@ class Worker:
             f.exception()
         self._restores, self._failed = [], False
         self.texts.clear()
+        self._drop_spare()
 
     def finish(self) -> int:
         """Wait for every restore; the number that ran, or the first error."""
         futs, self._restores = self._restores, []
         errors = [e for e in (f.exception() for f in futs) if e is not None]
         self._failed = False
+        self._drop_spare()
         if errors:
             raise errors[0]
         return len(futs)

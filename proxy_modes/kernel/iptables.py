@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from typing import Literal, Protocol
@@ -29,6 +30,78 @@ def _read_all(fd: int) -> bytes:
 
 class IptablesError(RuntimeError):
     """iptables refused something; the message is iptables' own."""
+
+
+F_SETPIPE_SZ = 1031
+
+
+class StartedRestore:
+    """An iptables-restore already started, waiting for its input on a pipe. Until that input comes
+    it has only opened a netlink socket (it reads the kernel's rules after the first line), so it
+    can be started while the run before it is still working: the start (exec, dynamic linking,
+    ~2.5 ms) then overlaps with that run instead of adding to it."""
+
+    def __init__(self, argv: list[str], timeout: float) -> None:
+        self.argv, self.timeout = argv, timeout
+        rfd, self._wfd = os.pipe2(os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(self._wfd, F_SETPIPE_SZ, 1 << 20)  # a batch's input in one write
+        except OSError:
+            pass  # above /proc/sys/fs/pipe-max-size: written in several
+        self._out = os.memfd_create("iptables-out", os.MFD_CLOEXEC)
+        try:
+            self.proc = subprocess.Popen(argv, stdin=rfd, stdout=self._out, stderr=subprocess.PIPE)
+        except BaseException:
+            os.close(self._wfd)
+            os.close(self._out)
+            raise
+        finally:
+            os.close(rfd)
+
+    def run(self, text: str) -> None:
+        """Give it its input, wait for it; IptablesError if it failed."""
+        self.feed(text)
+        self.wait()
+
+    def feed(self, text: str) -> None:
+        """Give it its whole input (it starts working on it)."""
+        view = memoryview(text.encode())
+        try:
+            while view:
+                view = view[os.write(self._wfd, view):]
+        except BrokenPipeError:
+            pass  # it exited early; its exit status and stderr say why
+        finally:
+            self._close_input()
+
+    def wait(self) -> None:
+        """Wait for it to end; IptablesError if it failed."""
+        try:
+            _, err = self.proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise
+        finally:
+            os.close(self._out)
+        if self.proc.returncode != 0:
+            raise IptablesError(f"{' '.join(self.argv[:3])} failed (exit {self.proc.returncode}): {err.decode().strip()}")
+
+    def abort(self) -> None:
+        """Not needed after all: empty input, which it ends without touching the kernel."""
+        self._close_input()
+        try:
+            self.proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+        finally:
+            os.close(self._out)
+
+    def _close_input(self) -> None:
+        if self._wfd >= 0:
+            os.close(self._wfd)
+            self._wfd = -1
 
 
 class Iptables(Protocol):
@@ -98,6 +171,10 @@ class RealIptables:
     def restore(self, text: str, noflush: bool = True) -> None:
         argv = [f"{self.binary}-restore", "-w"] + (["--noflush"] if noflush else [])
         self._check(argv, text)
+
+    def start_restore(self) -> StartedRestore:
+        """An iptables-restore --noflush started now, to be given its input later."""
+        return StartedRestore(self.prefix + [f"{self.binary}-restore", "-w", "--noflush"], self.timeout)
 
     def save(self, table: str) -> str:
         return self._check([f"{self.binary}-save", "-t", table])
