@@ -80,7 +80,10 @@ def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float
     nx(server_ns, "iperf3", "-s", "-D", "-1", "-p", "5201", "--pidfile", f"/run/{server_ns}.iperf.pid")
     time.sleep(0.3)
     try:
-        res = json.loads(nx(client_ns, "iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds), "-J"))
+        # Client and server on their own CPUs, the same for every path: where the scheduler puts them
+        # otherwise moves one run by more than the paths differ.
+        pin = ["-A", "0,1"] if (os.cpu_count() or 1) >= 2 else []
+        res = json.loads(nx(client_ns, "iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds), "-J", *pin))
     finally:
         try:  # -1: the server exits after one test; make sure, by the pid it recorded
             pid = int(Path(f"/run/{server_ns}.iperf.pid").read_text())
@@ -89,6 +92,17 @@ def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float
             pass
         Path(f"/run/{server_ns}.iperf.pid").unlink(missing_ok=True)
     return float(res["end"]["sum_received"]["bits_per_second"]) / 1e9
+
+
+BR_NF = "net.bridge.bridge-nf-call-iptables"
+
+
+def node_sysctls(node: str) -> None:
+    """What netkube sets in a node namespace: forwarding, and bridged traffic through iptables (kube-proxy
+    needs it, kubeadm's preflight demands it). br_netfilter's sysctl exists only once it is loaded."""
+    nx(node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    if Path("/proc/sys/" + BR_NF.replace(".", "/")).exists():
+        nx(node, "sysctl", "-qw", f"{BR_NF}=1")
 
 
 def two_nodes(work: Path, own_bin: str, backend: str) -> tuple[str, str, str]:
@@ -100,6 +114,7 @@ def two_nodes(work: Path, own_bin: str, backend: str) -> tuple[str, str, str]:
         nx(node, "ip", "link", "set", dev, "name", "eth0")
         nx(node, "ip", "addr", "add", f"{ip}/24", "dev", "eth0")
         nx(node, "ip", "link", "set", "eth0", "up")
+        node_sysctls(node)
     mtu = 1500
     if backend == "vxlan":
         mtu = 1450
@@ -138,6 +153,7 @@ def throughput(work: Path, own_bin: str, seconds: int, rounds: int) -> dict[str,
     nx(b, "ip", "link", "set", f"{TAG[-6:]}y", "up")
     bare = (a, b, "10.96.250.2")
     node = ns("sn")
+    node_sysctls(node)
     conf = bridge_conf(work / "ipam-same", "10.95.0.0/24")
     p1, p2 = ns("sp1"), ns("sp2")
     cni(node, own_bin, "ADD", conf, "s1", p1)
