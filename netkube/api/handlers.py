@@ -19,7 +19,7 @@ from .registry import Registry
 from .resources import BY_PATH, Kind
 from .selectors import parse_fields, parse_labels
 from .status import ApiStatusError, bad_request, method_not_allowed, too_large
-from .store import KeyLocks, TooOld, Watch
+from .store import TooOld, Watch
 from .tables import table
 from .watch import WatchStream
 
@@ -98,7 +98,7 @@ class ResourceHandlers:
         self.registry = registry
         self.watches = watches
         self.pods = PodProxy(registry, registry.cluster)
-        self.locks = KeyLocks()
+        self.locks = registry.locks
 
     async def dispatch(self, request: web.Request, t: Target) -> web.StreamResponse:
         m = request.method

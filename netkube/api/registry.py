@@ -16,7 +16,7 @@ from .resources import BY_KIND, KINDS, NAMESPACES, Kind
 from .selectors import label_selector_string
 from .service_alloc import ServiceAllocations
 from .status import ApiStatusError, already_exists, bad_request, conflict, forbidden, invalid, not_found
-from .store import KeyExists, KeyMissing, RevisionMismatch, Store
+from .store import KeyExists, KeyLocks, KeyMissing, RevisionMismatch, Store
 from .strict import json_type
 from .tables.age import now_rfc3339
 
@@ -53,6 +53,9 @@ class Registry:
         self.cluster = cluster
         self.services = ServiceAllocations(cluster)
         self.tasks: set[asyncio.Task[None]] = set()
+        # One write per object at a time (held by the API handlers around each named write, and by
+        # the namespace finisher around each delete): each reads, changes and compares-and-swaps.
+        self.locks = KeyLocks()
 
     def load(self) -> None:
         """Rebuild allocator state from stored Services (called once at startup)."""
@@ -368,7 +371,8 @@ class Registry:
             if k.namespaced:
                 for o in self.store.list(k.prefix(name))[0]:
                     try:
-                        await self.delete(k, name, o["metadata"]["name"], {"propagationPolicy": "Background"})
+                        async with self.locks.hold(k.key(name, o["metadata"]["name"])):
+                            await self.delete(k, name, o["metadata"]["name"], {"propagationPolicy": "Background"})
                     except ApiStatusError:
                         pass
         loop = asyncio.get_running_loop()
@@ -377,7 +381,8 @@ class Registry:
             await asyncio.sleep(0.5)
         for o in self.store.list(pods.prefix(name))[0]:  # kubelet never finished: force
             try:
-                await self.store.delete(pods.key(name, o["metadata"]["name"]))
+                async with self.locks.hold(pods.key(name, o["metadata"]["name"])):
+                    await self.store.delete(pods.key(name, o["metadata"]["name"]))
             except KeyMissing:
                 pass
         try:
