@@ -4,21 +4,16 @@ import asyncio
 import json
 import os
 import secrets
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from netkube.client import PODS
-from netkube.config import ClusterConfig
-from netkube.kubelet.cgroups import remove_cgroup
 from netkube.kubelet.fakes import FakeImages
 from netkube.kubelet.kubelet import Kubelet
 from netkube.kubelet.sandbox import Timings
-from netkube.lab.records import Records, process_start_time
 from netkube.testing.fake_api import FakeApiClient
-from tests.netns.test_kubelet_pod import NodeNetnsCni, until
+from tests.netns.test_kubelet_pod import NodeNetnsCni, kubelet_node, until
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 # busybox dd reads bs bytes into one buffer: 64 MiB of touched memory against a 32 MiB limit.
@@ -26,37 +21,10 @@ HOG = ["/bin/busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"
 BURN = ["/bin/busybox", "sh", "-c", "while :; do :; done"]
 
 
-def sh(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=20)
-
-
 @pytest.fixture
 def lab(tmp_path):
-    name = f"nkt-cg-{secrets.token_hex(2)}"
-    cluster = ClusterConfig(name=name, nodes=2, state_root=str(tmp_path))
-    records = Records(cluster.records_path)
-    node_ns = f"{name}-n"
-    sh("ip", "netns", "add", node_ns)
-    try:
-        sh("ip", "-n", node_ns, "link", "set", "lo", "up")
-        netd = cluster.node_dir("node2") / "cni" / "net.d"
-        netd.mkdir(parents=True)
-        (netd / "10-test.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "cbr0",
-            "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
-                         "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
-                                  "ranges": [[{"subnet": "10.244.7.0/24"}]]}}]}))
-        yield cluster, records, node_ns
-    finally:
-        # Exactly what was recorded, newest first (processes by pid + start time, cgroups deepest first).
-        for rec in reversed(records.live()):
-            if rec.kind == "process" and process_start_time(rec.data["pid"]) == rec.data["start"]:
-                os.kill(rec.data["pid"], signal.SIGKILL)
-            elif rec.kind == "netns" and os.path.exists(f"/run/netns/{rec.data['name']}"):
-                sh("ip", "netns", "delete", rec.data["name"])
-            elif rec.kind == "cgroup":
-                remove_cgroup(rec.data["path"])
-        sh("ip", "netns", "delete", node_ns)
+    with kubelet_node(tmp_path, f"nkt-cg-{secrets.token_hex(2)}", "10.244.7.0/24") as node:
+        yield node
 
 
 def _status(api: FakeApiClient, name: str) -> dict:

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,9 +73,11 @@ def nsexec(pid: int, *argv: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=20)
 
 
-@pytest.fixture
-def lab(tmp_path):
-    name = f"nkt-kubelet-{secrets.token_hex(2)}"
+@contextmanager
+def kubelet_node(tmp_path: Path, name: str, subnet: str) -> Iterator[tuple[ClusterConfig, Records, str]]:
+    """A node netns (`<name>-n`) with a bridge conflist for node2 on `subnet`. On exit it removes
+    exactly what was recorded, newest first (processes by pid + start time, netns, cgroups), then
+    the node netns."""
     cluster = ClusterConfig(name=name, nodes=2, state_root=str(tmp_path))
     records = Records(cluster.records_path)
     node_ns = f"{name}-n"
@@ -86,10 +90,9 @@ def lab(tmp_path):
             "cniVersion": "1.0.0", "name": "cbr0",
             "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
                          "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
-                                  "ranges": [[{"subnet": "10.244.1.0/24"}]]}}]}))
+                                  "ranges": [[{"subnet": subnet}]]}}]}))
         yield cluster, records, node_ns
     finally:
-        # Remove exactly what was recorded (processes by pid + start time), then the node netns.
         for rec in reversed(records.live()):
             if rec.kind == "process" and process_start_time(rec.data["pid"]) == rec.data["start"]:
                 os.kill(rec.data["pid"], signal.SIGKILL)
@@ -98,6 +101,12 @@ def lab(tmp_path):
             elif rec.kind == "cgroup":  # the kubelet's pod cgroups (when this machine has them)
                 remove_cgroup(rec.data["path"])
         sh("ip", "netns", "delete", node_ns, check=False)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    with kubelet_node(tmp_path, f"nkt-kubelet-{secrets.token_hex(2)}", "10.244.1.0/24") as node:
+        yield node
 
 
 async def until(pred, timeout=15.0):

@@ -18,7 +18,7 @@ from netkube.kubelet.fakes import FakeImages
 from netkube.kubelet.kubelet import Kubelet
 from netkube.kubelet.sandbox import Timings
 from tests.netns.test_kubelet_pod import NodeNetnsCni, sh
-from tests.netns.test_kubelet_streaming import PATH_ENV, lab  # noqa: F401 (the fixture)
+from tests.netns.test_kubelet_streaming import PATH_ENV, lab, stop_kubelet  # noqa: F401 (the fixture)
 from tests.unit.test_kubelet_portforward import PortForward
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -94,9 +94,4 @@ async def test_kubectl_port_forward_into_a_real_pod(lab):  # noqa: F811
         err = await asyncio.to_thread(refused)
         assert "error forwarding port 81 to pod" in err and "dial tcp4 127.0.0.1:81: connect: connection refused" in err
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        for w in list(kubelet.workers.values()):
-            w.vanish()
-            await asyncio.wait_for(w.done.wait(), 10)
-        await api.close()
+        await stop_kubelet(task, kubelet, api)

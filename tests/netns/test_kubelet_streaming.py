@@ -15,12 +15,10 @@ import pytest
 
 from netkube.api.testing import ThreadedApiServer
 from netkube.client import PODS, ApiClient
-from netkube.config import ClusterConfig
 from netkube.kubelet.fakes import FakeImages
 from netkube.kubelet.kubelet import Kubelet
 from netkube.kubelet.sandbox import Timings
-from netkube.lab.records import Records, process_start_time
-from tests.netns.test_kubelet_pod import NodeNetnsCni, sh
+from tests.netns.test_kubelet_pod import NodeNetnsCni, kubelet_node
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 PATH_ENV = [{"name": "PATH", "value": "/usr/sbin:/usr/bin:/sbin:/bin"}]
@@ -28,33 +26,23 @@ PATH_ENV = [{"name": "PATH", "value": "/usr/sbin:/usr/bin:/sbin:/bin"}]
 
 @pytest.fixture
 def lab(tmp_path):
-    name = f"nkt-klapi-{secrets.token_hex(2)}"
-    cluster = ClusterConfig(name=name, nodes=2, state_root=str(tmp_path))
-    records = Records(cluster.records_path)
-    node_ns = f"{name}-n"
-    sh("ip", "netns", "add", node_ns)
-    srv = None
-    try:
-        sh("ip", "-n", node_ns, "link", "set", "lo", "up")
-        netd = cluster.node_dir("node2") / "cni" / "net.d"
-        netd.mkdir(parents=True)
-        (netd / "10-test.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "cbr0",
-            "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
-                         "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
-                                  "ranges": [[{"subnet": "10.244.1.0/24"}]]}}]}))
+    with kubelet_node(tmp_path, f"nkt-klapi-{secrets.token_hex(2)}", "10.244.1.0/24") as (cluster, records, node_ns):
         srv = ThreadedApiServer(str(tmp_path / "store.sqlite")).start()
-        yield cluster, records, node_ns, srv
-    finally:
-        if srv is not None:
+        try:
+            yield cluster, records, node_ns, srv
+        finally:
             srv.stop()
             srv.cleanup()
-        for rec in reversed(records.live()):
-            if rec.kind == "process" and process_start_time(rec.data["pid"]) == rec.data["start"]:
-                os.kill(rec.data["pid"], signal.SIGKILL)
-            elif rec.kind == "netns" and os.path.exists(f"/run/netns/{rec.data['name']}"):
-                sh("ip", "netns", "delete", rec.data["name"], check=False)
-        sh("ip", "netns", "delete", node_ns, check=False)
+
+
+async def stop_kubelet(task: asyncio.Task, kubelet: Kubelet, api: ApiClient) -> None:
+    """Stop the kubelet's loop, end its pods' workers (their containers go), close its client."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    for w in list(kubelet.workers.values()):
+        w.vanish()
+        await asyncio.wait_for(w.done.wait(), 10)
+    await api.close()
 
 
 def run_in_pty(cmd: list[str], env: dict, keys: list[bytes], timeout: float = 15,
@@ -140,9 +128,4 @@ async def test_kubectl_exec_attach_logs_in_real_pod(lab):
             [b"\n", b"echo attached-$((40+2))\n"], 10, prompt=False, stop=b"attached-42")
         assert "attached-42" in screen, screen
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        for w in list(kubelet.workers.values()):
-            w.vanish()
-            await asyncio.wait_for(w.done.wait(), 10)
-        await api.close()
+        await stop_kubelet(task, kubelet, api)
