@@ -17,21 +17,20 @@ import argparse
 import asyncio
 import random
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from netkube.client import ENDPOINTSLICES, NAMESPACES, SERVICES, ApiClient, Obj, cluster_client
 from netkube.config import ClusterConfig
 from proxy_modes.programming import SERVICE_NAME, TRIGGER_TIME, format_trigger_time
 
-NETKUBE = [sys.executable, "-m", "netkube.cli.main"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchcluster import NETKUBE, bench_cluster  # noqa: E402
+
 NS = "dp-prog"
 LINE = re.compile(r"network programming latency \(s\): ([^\[\n]*)\[\w+ sync ([0-9.]+) s, "
                   r"event after (-?[0-9.]+) s, sync began (-?[0-9.]+) s after it\]")
@@ -222,32 +221,8 @@ def main(n: int = 1000, writes: int = 40, modes: tuple[str, ...] = ("iptables", 
     print(f"# programming: a 3-node cluster, {n} selector-less Services with 4-endpoint EndpointSlices; {writes} "
           "isolated endpoint changes per mode; latency = PUT -> the sync holding it done (each node's kube-proxy, "
           "from endpoints.kubernetes.io/last-change-trigger-time), slowest node per write", flush=True)
-    state_root = tempfile.mkdtemp(prefix="netkube-bench-dp-", dir="/var/tmp")  # pods get a private /tmp
-    name = f"dp{uuid.uuid4().hex[:6]}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = [*NETKUBE, "--state-root", state_root]
-    try:
-        for attempt in range(3):  # a busy 2-core machine can miss the start-up deadline: retry
-            up = subprocess.run([*base, "up", "--name", name, "--api-port", str(port), "--proxy-mode", modes[0]],
-                                capture_output=True, text=True, timeout=300)
-            if up.returncode == 0:
-                break
-            subprocess.run([*base, "down", "--name", name], capture_output=True, timeout=120)
-            if attempt == 2:
-                raise RuntimeError(f"netkube up failed:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
-        asyncio.run(run(ClusterConfig.load(name, state_root), state_root, n, writes, list(modes)))
-    finally:
-        subprocess.run([*base, "down", "--name", name], capture_output=True, timeout=120)
-        from netkube.lab.cleanup import remove_recorded
-        from netkube.lab.records import Records
-
-        records = ClusterConfig(name=name, state_root=state_root).records_path
-        if records.exists():  # whatever `down` could not remove
-            remove_recorded(Records(records))
-        shutil.rmtree(state_root, ignore_errors=True)  # the bench's own temporary state root
-
+    with bench_cluster("dp", ("--proxy-mode", modes[0]), attempts=3) as c:
+        asyncio.run(run(c.cfg, c.cfg.state_root, n, writes, list(modes)))
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
