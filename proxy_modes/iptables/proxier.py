@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from proxy_modes.conntrack import Conntrack, clear_stale_udp
 from proxy_modes.iptables import chains as C
 from proxy_modes.iptables.cleanup import cleanup
-from proxy_modes.iptables.render import LARGE_CLUSTER_ENDPOINTS, NODEPORTS_TAIL, RenderConfig, fixed_rules
+from proxy_modes.iptables.render import (
+    LARGE_CLUSTER_ENDPOINTS,
+    NODEPORTS_TAIL,
+    RenderConfig,
+    endpoint_count,
+    fixed_rules,
+)
 from proxy_modes.iptables.service_rules import Fragment, render_service
 from proxy_modes.iptables.transaction import Txn, Worker
 from proxy_modes.kernel.iptables import Iptables
@@ -108,8 +114,7 @@ class IptablesProxier:
         self.batch_lines = batch_lines
         self.cleanup_period = cleanup_period
         self._clock = clock
-        self._counts: dict[ServicePortName, int] = {}  # endpoints per service port, for large cluster mode
-        self._total = 0
+        self._total = 0  # endpoints of all service ports, for large cluster mode
         self._stale: dict[str, ServicePortName] = {}  # unused nat chains left in place -> their service port
         self._last_cleanup = -math.inf
         self._fixed = fixed_rules(cfg)
@@ -136,26 +141,25 @@ class IptablesProxier:
         self._frags = {}
         self._order = []
         self._by_service = {}
-        self._counts, self._total, self._stale = {}, 0, {}
+        self._total, self._stale = 0, {}
 
     @property
     def large_cluster(self) -> bool:
         """Upstream's largeClusterMode, as of the last sync."""
         return self._total > LARGE_CLUSTER_ENDPOINTS
 
-    def _count_endpoints(self, state: ProxyState, full: bool, removed: list[ServicePortName],
-                         targets: list[ServicePortName]) -> tuple[dict[ServicePortName, int], int]:
+    def _endpoint_total(self, state: ProxyState, full: bool, removed: list[ServicePortName],
+                        targets: list[ServicePortName]) -> int:
+        """Upstream's totalEndpoints. A partial sync moves the last total by the changed service
+        ports only (their previous endpoints are in the fragments' sources): no pass over 10k."""
         if full:
-            counts = {s: len(state.endpoints.get(s, ())) for s in state.services}
-            return counts, sum(counts.values())
-        counts, total = self._counts, self._total  # partial: only the changed service ports move
-        for s in removed:
-            total -= counts.pop(s, 0)
-        for s in targets:
-            n = len(state.endpoints.get(s, ()))
-            total += n - counts.get(s, 0)
-            counts[s] = n
-        return counts, total
+            return endpoint_count(state)
+        total = self._total
+        for s in (*removed, *targets):
+            f = self._frags.get(s)
+            if f is not None and f.source is not None:
+                total -= len(f.source[1])
+        return total + sum(len(state.endpoints.get(s, ())) for s in targets)
 
     def _read_kernel(self) -> Kernel:
         return parse_save(self.ipt.save_all())
@@ -188,7 +192,7 @@ class IptablesProxier:
         frags = dict(old) if not full else {}
         for s in removed:
             frags.pop(s, None)
-        counts, total = self._count_endpoints(state, full, removed, targets)
+        total = self._endpoint_total(state, full, removed, targets)
         large = total > LARGE_CLUSTER_ENDPOINTS
         now = self._clock()
         clean = full or not large or now - self._last_cleanup > self.cleanup_period
@@ -215,15 +219,15 @@ class IptablesProxier:
             else:
                 f = render_service(self.cfg, sp, eps, large)
             frags[spn] = f
+            if grow:  # before is None here: nothing of ours was there (chain lines precede rules)
+                for key in GROWN:
+                    buf.append(*key, f.shared(*key))
             if before is not None and before.rules == f.rules and all(("nat", c) in recs for c in f.chains):
                 continue
             if before is None and not any(("nat", c) in recs for c in f.chains):
                 buf.chains("nat", f.chains, f.rules)  # all new (first sync): no need to split per chain
                 for c in f.chains:
                     written[("nat", c)] = f
-                if grow:
-                    for key in GROWN:
-                        buf.append(*key, f.shared(*key))
                 if buf.size >= self.batch_lines:
                     w.restore(buf.text(), more=True)
                     buf = Txn()
@@ -234,9 +238,6 @@ class IptablesProxier:
                 if r is None or r.lines(c) != lines:
                     buf.chain("nat", c, lines)
                     written[("nat", c)] = lines
-            if grow:
-                for key in GROWN:
-                    buf.append(*key, f.shared(*key))
             if before is not None and not full:
                 for c in before.chains:
                     if c not in own and ("nat", c) in self._rec:
@@ -283,7 +284,7 @@ class IptablesProxier:
         for key in deleted:
             self._rec.pop(key, None)
         self._frags, self._order = frags, order
-        self._counts, self._total, self._stale = counts, total, unused
+        self._total, self._stale = total, unused
         if clean:
             self._last_cleanup = now
         by_service = {} if full else self._by_service

@@ -11,15 +11,6 @@ Position = Literal["prepend", "append"]
 TABLES = ("filter", "nat", "mangle")
 
 
-def _memfd(data: bytes) -> int:
-    fd = os.memfd_create("iptables-in", os.MFD_CLOEXEC)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
 def _read_all(fd: int) -> bytes:
     os.lseek(fd, 0, os.SEEK_SET)
     chunks = []
@@ -41,16 +32,18 @@ class StartedRestore:
     can be started while the run before it is still working: the start (exec, dynamic linking,
     ~2.5 ms) then overlaps with that run instead of adding to it."""
 
-    def __init__(self, argv: list[str], timeout: float) -> None:
+    def __init__(self, argv: list[str], timeout: float, prefix: tuple[str, ...] | list[str] = ()) -> None:
         self.argv, self.timeout = argv, timeout
         rfd, self._wfd = os.pipe2(os.O_CLOEXEC)
         try:
-            fcntl.fcntl(self._wfd, F_SETPIPE_SZ, 1 << 20)  # a batch's input in one write
+            # A batch's input in one write: each chunk of a pipe written from the proxier's worker
+            # thread waits for the GIL behind the rendering (up to 5 ms).
+            fcntl.fcntl(self._wfd, F_SETPIPE_SZ, 1 << 20)
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size: written in several
         self._out = os.memfd_create("iptables-out", os.MFD_CLOEXEC)
         try:
-            self.proc = subprocess.Popen(argv, stdin=rfd, stdout=self._out, stderr=subprocess.PIPE)
+            self.proc = subprocess.Popen([*prefix, *argv], stdin=rfd, stdout=self._out, stderr=subprocess.PIPE)
         except BaseException:
             os.close(self._wfd)
             os.close(self._out)
@@ -76,14 +69,7 @@ class StartedRestore:
 
     def wait(self) -> None:
         """Wait for it to end; IptablesError if it failed."""
-        try:
-            _, err = self.proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-            raise
-        finally:
-            os.close(self._out)
+        err = self._end()
         if self.proc.returncode != 0:
             raise IptablesError(f"{' '.join(self.argv[:3])} failed (exit {self.proc.returncode}): {err.decode().strip()}")
 
@@ -91,10 +77,19 @@ class StartedRestore:
         """Not needed after all: empty input, which it ends without touching the kernel."""
         self._close_input()
         try:
-            self.proc.communicate(timeout=self.timeout)
+            self._end()
+        except subprocess.TimeoutExpired:
+            pass  # killed
+
+    def _end(self) -> bytes:
+        """Its stderr, once it has exited (killed after the timeout, which is then raised)."""
+        try:
+            _, err = self.proc.communicate(timeout=self.timeout)
+            return err
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
+            raise
         finally:
             os.close(self._out)
 
@@ -140,16 +135,14 @@ class RealIptables:
         # and remounts /sys, ~5 ms more per run, and a full sync may take dozens of runs.
         self.prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
 
-    def _run(self, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         # "-w": wait for the xtables lock instead of failing when another writer holds it.
-        # Input and output sit in memory files, only stderr is a pipe: the proxier runs this in a
-        # worker thread while it renders, and pumping pipes takes the GIL at every chunk (up to
-        # 5 ms each); stderr's end-of-file still wakes us the moment the process exits.
-        fin = _memfd(stdin.encode()) if stdin is not None else None
+        # Output sits in a memory file, only stderr is a pipe: the proxier runs this in a worker
+        # thread while it renders, and pumping pipes takes the GIL at every chunk (up to 5 ms
+        # each); stderr's end-of-file still wakes us the moment the process exits.
         fout = os.memfd_create("iptables-out", os.MFD_CLOEXEC)
         try:
-            p = subprocess.Popen(self.prefix + argv, stdin=subprocess.DEVNULL if fin is None else fin,
-                                 stdout=fout, stderr=subprocess.PIPE)
+            p = subprocess.Popen(self.prefix + argv, stdin=subprocess.DEVNULL, stdout=fout, stderr=subprocess.PIPE)
             try:
                 _, err = p.communicate(timeout=self.timeout)
             except subprocess.TimeoutExpired:
@@ -159,22 +152,20 @@ class RealIptables:
             return subprocess.CompletedProcess(argv, p.returncode, _read_all(fout).decode(), err.decode())
         finally:
             os.close(fout)
-            if fin is not None:
-                os.close(fin)
 
-    def _check(self, argv: list[str], stdin: str | None = None) -> str:
-        r = self._run(argv, stdin)
+    def _check(self, argv: list[str]) -> str:
+        r = self._run(argv)
         if r.returncode != 0:
             raise IptablesError(f"{' '.join(argv[:3])} failed (exit {r.returncode}): {r.stderr.strip()}")
         return r.stdout
 
     def restore(self, text: str, noflush: bool = True) -> None:
         argv = [f"{self.binary}-restore", "-w"] + (["--noflush"] if noflush else [])
-        self._check(argv, text)
+        StartedRestore(argv, self.timeout, self.prefix).run(text)
 
     def start_restore(self) -> StartedRestore:
         """An iptables-restore --noflush started now, to be given its input later."""
-        return StartedRestore(self.prefix + [f"{self.binary}-restore", "-w", "--noflush"], self.timeout)
+        return StartedRestore([f"{self.binary}-restore", "-w", "--noflush"], self.timeout, self.prefix)
 
     def save(self, table: str) -> str:
         return self._check([f"{self.binary}-save", "-t", table])
