@@ -222,15 +222,20 @@ async def _selected_watch(url: str) -> list[tuple[str, str]]:
         await c.close()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
-def test_selector_watch_sees_objects_enter_and_leave(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """A filtered watch needs each event's previous state (entering the selection is ADDED,
-    leaving it DELETED); the etcd cache supplies it from its own copy, not from etcd."""
+def _server(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> ThreadedApiServer:
+    """An API server on sqlite, or on the etcd fixture's etcd."""
     factory = None
     if kind == "etcd":
         url, root = request.getfixturevalue("etcd_url"), etcd_root()
         factory = lambda: EtcdStore(url, root)  # noqa: E731
-    s = ThreadedApiServer(str(tmp_path / "db"), store_factory=factory).start()
+    return ThreadedApiServer(str(tmp_path / "db"), store_factory=factory).start()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
+def test_selector_watch_sees_objects_enter_and_leave(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A filtered watch needs each event's previous state (entering the selection is ADDED,
+    leaving it DELETED); the etcd cache supplies it from its own copy, not from etcd."""
+    s = _server(kind, tmp_path, request)
     try:
         assert asyncio.run(_selected_watch(s.url)) == [("ADDED", "0"), ("MODIFIED", "1"), ("DELETED", "1")]
     finally:
@@ -284,11 +289,7 @@ def test_bookmark_resume_loses_and_repeats_nothing(kind: str, tmp_path: Path, re
 
     monkeypatch.setattr(watch, "BOOKMARK_INTERVAL", 0.2)
     monkeypatch.setattr(watch, "POLL", 0.1)
-    factory = None
-    if kind == "etcd":
-        url, root = request.getfixturevalue("etcd_url"), etcd_root()
-        factory = lambda: EtcdStore(url, root)  # noqa: E731
-    s = ThreadedApiServer(str(tmp_path / "db"), store_factory=factory).start()
+    s = _server(kind, tmp_path, request)
     try:
         made, mark, seen, more = asyncio.run(_bookmarked(s.url))
         assert mark >= made[-1], "the bookmark names a revision whose events were not all sent"

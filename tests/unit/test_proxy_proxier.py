@@ -229,6 +229,17 @@ def many(t: ChangeTracker, n: int) -> None:
         feed(t, service(f"ns{i}", f"svc{i}", f"172.30.1.{i + 1}"), endpoint_slice(f"ns{i}", f"svc{i}", [f"10.180.1.{i + 1}"]))
 
 
+def synced(n: int) -> tuple[FakeIptables, ChangeTracker, IptablesProxier]:
+    """n services fully synced (and acknowledged) by a new proxier."""
+    ipt, t = FakeIptables(), ChangeTracker("node1")
+    px = IptablesProxier(ipt, CFG)
+    many(t, n)
+    s = t.snapshot()
+    px.sync(s, full=True)
+    t.ack(s)
+    return ipt, t, px
+
+
 # Each step changes a few services; the order of service names puts changes before, between and after
 # unchanged ones, so inserted rules land at every kind of position in the shared chains.
 STEPS: list[list[tuple[str, dict]]] = [
@@ -249,12 +260,7 @@ STEPS: list[list[tuple[str, dict]]] = [
 
 
 def test_partial_syncs_end_exactly_where_a_full_sync_ends() -> None:
-    ipt, t = FakeIptables(), ChangeTracker("node1")
-    px = IptablesProxier(ipt, CFG)
-    many(t, 10)
-    s = t.snapshot()
-    px.sync(s, full=True)
-    t.ack(s)
+    ipt, t, px = synced(10)
     for i, events in enumerate(STEPS):
         step(t, *events)
         s = t.snapshot()
@@ -268,12 +274,7 @@ def test_partial_syncs_end_exactly_where_a_full_sync_ends() -> None:
 
 
 def test_partial_sync_edits_shared_chains_in_place() -> None:
-    ipt, t = FakeIptables(), ChangeTracker("node1")
-    px = IptablesProxier(ipt, CFG)
-    many(t, 20)
-    s = t.snapshot()
-    px.sync(s, full=True)
-    t.ack(s)
+    ipt, t, px = synced(20)
     step(t, ("ADDED", service("ns15", "b", "172.30.0.77")), ("ADDED", endpoint_slice("ns15", "b", ["10.180.0.77"])))
     px.sync(t.snapshot(), full=False)
     last = ipt.restores[-1]
@@ -355,12 +356,7 @@ def test_batched_sync_failing_midway_is_repaired_by_the_next_full_sync() -> None
 
 
 def test_partial_sync_of_many_services_rewrites_the_shared_chain_once() -> None:
-    ipt, t = FakeIptables(), ChangeTracker("node1")
-    px = IptablesProxier(ipt, CFG)
-    many(t, 70)
-    s = t.snapshot()
-    px.sync(s, full=True)
-    t.ack(s)
+    ipt, t, px = synced(70)
     for i in range(70):  # every service gets another port: every KUBE-SERVICES rule changes
         step(t, ("MODIFIED", service(f"ns{i}", f"svc{i}", f"172.30.1.{i + 1}", ports=[("p80", 81, "TCP")])))
     px.sync(t.snapshot(), full=False)
