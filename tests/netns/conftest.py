@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,3 +17,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "tests/netns/" in str(item.fspath):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def two_namespaces() -> Iterator[tuple[str, str]]:
+    """Two fresh, empty network namespaces of the test's own, deleted afterwards."""
+    tag = secrets.token_hex(3)
+    made: list[str] = []
+    try:
+        for ns in (f"nkt-pair-{tag}a", f"nkt-pair-{tag}b"):
+            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True, timeout=20)
+            made.append(ns)
+        yield made[0], made[1]
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)

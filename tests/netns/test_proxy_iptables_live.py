@@ -130,23 +130,9 @@ def saved_chains(ipt: RealIptables) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-@pytest.fixture
-def two_nodes() -> Iterator[tuple[str, str]]:
-    tag = secrets.token_hex(3)
-    made: list[str] = []
-    try:
-        for ns in (f"nkt-ipt-{tag}a", f"nkt-ipt-{tag}b"):
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-        yield made[0], made[1]
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
-
-
 @pytest.mark.netns
-def test_partial_syncs_leave_what_a_full_sync_leaves(two_nodes: tuple[str, str]) -> None:
-    node_a, node_b = two_nodes
+def test_partial_syncs_leave_what_a_full_sync_leaves(two_namespaces: tuple[str, str]) -> None:
+    node_a, node_b = two_namespaces
     before = host_rules()
     t = ChangeTracker("node1")
     for i in range(8):

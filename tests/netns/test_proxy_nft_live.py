@@ -199,20 +199,6 @@ def normalized(nft: RealNft) -> dict[str, object]:
     return {"chains": chains, "sets": sets}
 
 
-@pytest.fixture
-def two_namespaces() -> Iterator[tuple[str, str]]:
-    names = [f"nkt-pnft-{secrets.token_hex(3)}{s}" for s in ("a", "b")]
-    made: list[str] = []
-    try:
-        for ns in names:
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-        yield names[0], names[1]
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
-
-
 @pytest.mark.netns
 @pytest.mark.parametrize("vmap_max_services", [2000, 0])  # upstream's anonymous vmaps, and numgen rules
 def test_multi_transaction_full_sync_equals_single_transaction(two_namespaces: tuple[str, str],

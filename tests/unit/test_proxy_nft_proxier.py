@@ -15,6 +15,7 @@ from proxy_modes.runner import make_backend
 from proxy_modes.testing import endpoint_slice, service
 from proxy_modes.tracer import Packet
 from proxy_modes.tracer_nft import NftTracer
+from proxy_modes.tracker import ChangeTracker
 from tests.unit.test_proxy_nft_fixtures import CFG, NODE_IP, P80, POD, overall_tracker
 
 
@@ -34,13 +35,19 @@ def test_full_sync_in_several_transactions_then_switch() -> None:
     assert len(chain.rules) == 2
 
 
-def test_partial_sync_touches_only_the_changed_service_and_removes_stale_chains() -> None:
+
+def synced() -> tuple[FakeNft, NftablesProxier, ChangeTracker]:
+    """The overall tracker's services fully synced (and acknowledged) by a new proxier."""
     f = FakeNft()
     px = NftablesProxier(f, CFG)
     t = overall_tracker()
     st = t.snapshot()
     px.sync(st, full=True)
     t.ack(st)
+    return f, px, t
+
+def test_partial_sync_touches_only_the_changed_service_and_removes_stale_chains() -> None:
+    f, px, t = synced()
     t.on_endpoint_slice("MODIFIED", endpoint_slice("ns4", "svc4", ["10.180.0.4", "10.180.0.6"], P80))
     n = len(f.scripts)
     px.sync(t.snapshot(), full=False)
@@ -72,12 +79,7 @@ def test_full_sync_skips_unchanged_services() -> None:
 
 
 def test_service_deleted_and_endpoints_gone_in_partial_sync() -> None:
-    f = FakeNft()
-    px = NftablesProxier(f, CFG)
-    t = overall_tracker()
-    st = t.snapshot()
-    px.sync(st, full=True)
-    t.ack(st)
+    f, px, t = synced()
     t.on_service("DELETED", service("ns1", "svc1", "172.30.0.41", P80))
     t.on_endpoint_slice("DELETED", endpoint_slice("ns3", "svc3", ["10.180.0.3"], P80))
     px.sync(t.snapshot(), full=False)
@@ -147,12 +149,7 @@ def test_cleanup_deletes_the_table_and_canary_notices() -> None:
 
 
 def test_stale_affinity_set_waits_for_the_full_sync() -> None:
-    f = FakeNft()
-    px = NftablesProxier(f, CFG)
-    t = overall_tracker()
-    st = t.snapshot()
-    px.sync(st, full=True)
-    t.ack(st)
+    f, px, t = synced()
     t.on_endpoint_slice("MODIFIED", endpoint_slice("ns5", "svc5", ["10.180.0.7"], P80))
     n = len(f.scripts)
     px.sync(t.snapshot(), full=False)
