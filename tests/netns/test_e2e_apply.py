@@ -8,16 +8,11 @@ A typo in a manifest is refused with upstream's strict decoding error; a Deploym
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from netkube.config import ClusterConfig
-from netkube.lab.records import Records
-from tests.netns.test_e2e_cluster import NETKUBE, Cluster, _logs, free_port, run
+from tests.netns.test_e2e_cluster import Cluster, live_cluster
 
 pytestmark = pytest.mark.netns
 
@@ -43,21 +38,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    state_root = tempfile.mkdtemp(prefix="netkube-strict-", dir="/var/tmp")  # pods get a private /tmp
-    name = f"ss{uuid.uuid4().hex[:6]}"
-    cfg = ClusterConfig(name=name, api_port=free_port(), state_root=state_root)
-    c = Cluster(cfg, state_root)
-    proc = run([*NETKUBE, "--state-root", state_root, "up", "--name", name, "--nodes", "2",
-                "--api-port", str(cfg.api_port)], timeout=180, check=False)
-    try:
-        assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(cfg)}"
+    with live_cluster("ss", "--nodes", "2") as (c, _):
         yield c
-    finally:
-        c.netkube("down", "--name", name, timeout=60, check=False)
-        from netkube.lab.cleanup import remove_recorded
-
-        remove_recorded(Records(cfg.records_path))
-        shutil.rmtree(state_root, ignore_errors=True)
 
 
 def test_a_typo_is_refused_with_the_strict_decoding_error(cluster: Cluster) -> None:

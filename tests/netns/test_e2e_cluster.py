@@ -13,7 +13,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -95,25 +97,39 @@ def host_before() -> dict[str, str]:
     return snapshot()
 
 
-@pytest.fixture(scope="module")
-def cluster(host_before: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    state_root = tempfile.mkdtemp(prefix="netkube-e2e-", dir="/var/tmp")  # containers get a private /tmp
-    name = f"e2e{uuid.uuid4().hex[:6]}"
-    cfg = ClusterConfig(name=name, api_port=free_port(), state_root=state_root)
-    c = Cluster(cfg, state_root)
-    proc = run([*NETKUBE, "--state-root", state_root, "up", "--name", name, "--api-port", str(cfg.api_port)],
-               timeout=180, check=False)
+C = TypeVar("C", bound=Cluster)
+
+
+@contextmanager
+def live_cluster(prefix: str, *up_args: str, cls: type[C] = Cluster, check: bool = True,  # type: ignore[assignment]
+                 up_timeout: float = 180, down_timeout: float = 60,
+                 **cfg: Any) -> Iterator[tuple[C, subprocess.CompletedProcess[str]]]:
+    """`netkube up` of a cluster of the test's own, its state root under /var/tmp (containers get a
+    private /tmp). check: `up` must succeed (its output and the logs otherwise). On exit: `netkube
+    down`, then whatever is still recorded is removed, whatever happened, and the state root."""
+    state_root = tempfile.mkdtemp(prefix=f"netkube-{prefix}-", dir="/var/tmp")
+    name = f"{prefix}{uuid.uuid4().hex[:6]}"
+    config = ClusterConfig(name=name, api_port=free_port(), state_root=state_root, **cfg)
+    c = cls(config, state_root)
     try:
-        assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(cfg)}"
-        c.up_output = proc.stdout  # type: ignore[attr-defined]
-        yield c
+        proc = run([*NETKUBE, "--state-root", state_root, "up", "--name", name, "--api-port", str(config.api_port),
+                    *up_args], timeout=up_timeout, check=False)
+        if check:
+            assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(config)}"
+        yield c, proc
     finally:
-        c.netkube("down", "--name", name, timeout=60, check=False)
-        # Whatever happened, nothing recorded may survive.
+        c.netkube("down", "--name", name, timeout=down_timeout, check=False)
         from netkube.lab.cleanup import remove_recorded
 
-        remove_recorded(Records(cfg.records_path))
+        remove_recorded(Records(config.records_path))
         shutil.rmtree(state_root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(host_before: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with live_cluster("e2e") as (c, proc):
+        c.up_output = proc.stdout  # type: ignore[attr-defined]
+        yield c
 
 
 def _logs(cfg: ClusterConfig) -> str:

@@ -9,20 +9,16 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from netkube.config import ClusterConfig
-from netkube.lab.records import Records, process_start_time
-from tests.netns.test_e2e_cluster import NETKUBE, Cluster, _logs, free_port, run
+from netkube.lab.records import process_start_time
+from tests.netns.test_e2e_cluster import NETKUBE, Cluster, live_cluster
 
 pytestmark = pytest.mark.netns
 
@@ -180,15 +176,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    state_root = tempfile.mkdtemp(prefix="netkube-dns-", dir="/var/tmp")  # containers get a private /tmp
-    name = f"dns{uuid.uuid4().hex[:6]}"
-    cfg = ClusterConfig(name=name, api_port=free_port(), state_root=state_root)
-    c = Cluster(cfg, state_root)
     t0 = time.monotonic()
-    proc = run([*NETKUBE, "--state-root", state_root, "up", "--name", name, "--api-port", str(cfg.api_port)],
-               timeout=180, check=False)
-    try:
-        assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(cfg)}"
+    with live_cluster("dns") as (c, proc):
         c.up_seconds = time.monotonic() - t0  # type: ignore[attr-defined]
         c.up_output = proc.stdout  # type: ignore[attr-defined]
         for ns in ("default", OTHER):
@@ -197,12 +186,6 @@ def cluster() -> Iterator[Cluster]:
             wait_ready(c, ns, "app=web", 2)
             wait_ready(c, ns, "run=client", 1)
         yield c
-    finally:
-        c.netkube("down", "--name", name, timeout=60, check=False)
-        from netkube.lab.cleanup import remove_recorded
-
-        remove_recorded(Records(cfg.records_path))
-        shutil.rmtree(state_root, ignore_errors=True)
 
 
 def kj(c: Cluster, *args: str) -> dict:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import pytest
 from netkube.config import ClusterConfig
 from netkube.lab.records import Records, process_start_time
 from tests.netns.hostsnap import diff, snapshot
-from tests.netns.test_e2e_cluster import EXAMPLES, NETKUBE, Cluster, free_port, run, wait_answers
+from tests.netns.test_e2e_cluster import EXAMPLES, Cluster, _logs, live_cluster, run, wait_answers
 
 pytestmark = pytest.mark.netns
 
@@ -38,13 +36,6 @@ def _engine_missing() -> str:
     return ""
 
 
-def _logs(cfg: ClusterConfig) -> str:
-    out = []
-    for f in sorted(cfg.log_dir.glob("*.log")) if cfg.log_dir.exists() else []:
-        out.append(f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-30:]))
-    return "\n".join(out)
-
-
 @pytest.fixture(scope="module")
 def host_before() -> dict[str, str]:
     return snapshot()
@@ -55,24 +46,13 @@ def cluster(host_before: dict[str, str]) -> Iterator[Cluster]:
     missing = _engine_missing()
     if missing:
         pytest.skip(f"docker runtime cannot run here: {missing}")
-    state_root = tempfile.mkdtemp(prefix="netkube-dock-", dir="/var/tmp")
-    name = f"dock{uuid.uuid4().hex[:6]}"
-    cfg = ClusterConfig(name=name, api_port=free_port(), state_root=state_root, runtime="docker")
-    c = Cluster(cfg, state_root)
-    proc = run([*NETKUBE, "--state-root", state_root, "up", "--name", name, "--api-port", str(cfg.api_port),
-                "--runtime", "docker"], timeout=240, check=False)
-    try:
+    with live_cluster("dock", "--runtime", "docker", check=False, up_timeout=240, down_timeout=90,
+                      runtime="docker") as (c, proc):
         if proc.returncode != 0 and any(m in proc.stderr for m in ENGINE_FAILURES):
             pytest.skip(f"dockerd cannot start on this machine: {proc.stderr.strip()[-600:]}")
-        assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(cfg)}"
+        assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(c.cfg)}"
         c.up_output = proc.stdout  # type: ignore[attr-defined]
         yield c
-    finally:
-        c.netkube("down", "--name", name, timeout=90, check=False)
-        from netkube.lab.cleanup import remove_recorded
-
-        remove_recorded(Records(cfg.records_path))
-        shutil.rmtree(state_root, ignore_errors=True)
 
 
 def _docker(c: Cluster) -> Any:

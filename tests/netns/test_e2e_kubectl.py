@@ -14,18 +14,13 @@ import os
 import pty
 import re
 import select
-import shutil
 import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from netkube.config import ClusterConfig
-from netkube.lab.records import Records
-from tests.netns.test_e2e_cluster import NETKUBE, Cluster, _logs, free_port, run
+from tests.netns.test_e2e_cluster import Cluster, live_cluster
 
 pytestmark = pytest.mark.netns
 
@@ -89,22 +84,9 @@ class Tutorial(Cluster):
 
 @pytest.fixture(scope="module")
 def tut(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tutorial]:
-    state_root = tempfile.mkdtemp(prefix="netkube-kubectl-", dir="/var/tmp")  # containers get a private /tmp
-    name = f"kc{uuid.uuid4().hex[:6]}"
-    cfg = ClusterConfig(name=name, api_port=free_port(), state_root=state_root)
-    c = Tutorial(cfg, state_root)
-    c.files = tmp_path_factory.mktemp("manifests")  # type: ignore[attr-defined]
-    proc = run([*NETKUBE, "--state-root", state_root, "up", "--name", name, "--api-port", str(cfg.api_port)],
-               timeout=180, check=False)
-    try:
-        assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(cfg)}"
+    with live_cluster("kc", cls=Tutorial) as (c, _):
+        c.files = tmp_path_factory.mktemp("manifests")  # type: ignore[attr-defined]
         yield c
-    finally:
-        c.netkube("down", "--name", name, timeout=60, check=False)
-        from netkube.lab.cleanup import remove_recorded
-
-        remove_recorded(Records(cfg.records_path))
-        shutil.rmtree(state_root, ignore_errors=True)
 
 
 def test_create_and_expose_the_bootcamp_app(tut: Tutorial) -> None:

@@ -4,20 +4,15 @@ client; traffic policies, affinity, hairpin, UDP, spread; `netkube proxy-mode` s
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
-from netkube.config import ClusterConfig
-from netkube.lab.records import Records
-from tests.netns.test_e2e_cluster import NETKUBE, Cluster, _logs, free_port, run
+from tests.netns.test_e2e_cluster import Cluster, live_cluster, run
 
 pytestmark = pytest.mark.netns
 
@@ -141,14 +136,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    state_root = tempfile.mkdtemp(prefix="netkube-modes-", dir="/var/tmp")  # containers get a private /tmp
-    name = f"md{uuid.uuid4().hex[:6]}"
-    cfg = ClusterConfig(name=name, api_port=free_port(), state_root=state_root)
-    c = Cluster(cfg, state_root)
-    try:
-        proc = run([*NETKUBE, "--state-root", state_root, "up", "--name", name, "--api-port", str(cfg.api_port)],
-                   timeout=180, check=False)
-        assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(cfg)}"
+    with live_cluster("md") as (c, _):
         c.kubectl("apply", "-f", "-", stdin=MANIFESTS)
         c.wait_ready("app=echo", 3)
         c.wait_ready("app=hair", 1)
@@ -160,12 +148,6 @@ def lab() -> Iterator[Lab]:
                 break
             time.sleep(0.3)
         yield lab
-    finally:
-        c.netkube("down", "--name", name, timeout=60, check=False)
-        from netkube.lab.cleanup import remove_recorded
-
-        remove_recorded(Records(cfg.records_path))
-        shutil.rmtree(state_root, ignore_errors=True)
 
 
 def test_load_balancer_gets_an_external_ip_from_the_pool(lab: Lab) -> None:

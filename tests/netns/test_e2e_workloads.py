@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from netkube.config import ClusterConfig
-from netkube.lab.records import Records
-from tests.netns.test_e2e_cluster import NETKUBE, Cluster, _logs, free_port, run
+from tests.netns.test_e2e_cluster import Cluster, live_cluster
 
 pytestmark = pytest.mark.netns
 
@@ -34,21 +29,8 @@ def until(pred: Callable[[], object], timeout: float, what: str, every: float = 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    state_root = tempfile.mkdtemp(prefix="netkube-wl-", dir="/var/tmp")  # containers get a private /tmp
-    name = f"wl{uuid.uuid4().hex[:6]}"
-    cfg = ClusterConfig(name=name, api_port=free_port(), state_root=state_root)
-    c = Cluster(cfg, state_root)
-    proc = run([*NETKUBE, "--state-root", state_root, "up", "--name", name, "--api-port", str(cfg.api_port),
-                "--node-monitor-grace-period", "4s"], timeout=180, check=False)
-    try:
-        assert proc.returncode == 0, f"netkube up failed:\n{proc.stdout}\n{proc.stderr}\n{_logs(cfg)}"
+    with live_cluster("wl", "--node-monitor-grace-period", "4s", down_timeout=90) as (c, _):
         yield c
-    finally:
-        c.netkube("down", "--name", name, timeout=90, check=False)
-        from netkube.lab.cleanup import remove_recorded
-
-        remove_recorded(Records(cfg.records_path))
-        shutil.rmtree(state_root, ignore_errors=True)
 
 
 def apply(c: Cluster, obj: dict) -> None:
