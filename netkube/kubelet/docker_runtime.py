@@ -11,6 +11,7 @@ exit codes come from the engine and stdout/stderr are copied into the kubelet's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ from typing import Any
 from netkube.kubelet import dockerd
 from netkube.kubelet.docker_images import DockerImages
 from netkube.kubelet.interfaces import Proc
-from netkube.kubelet.runtime import NSEXEC, ProcessRuntime, RuntimeFailure
+from netkube.kubelet.runtime import DEFAULT_PATH, NSEXEC, ProcessRuntime, RuntimeFailure
 from netkube.kubelet.streaming.server import nsexec_launcher
 from netkube.kubelet.streaming.targets import ContainerRef
 from netkube.lab.records import Records
@@ -189,6 +190,24 @@ class DockerRuntime(ProcessRuntime):
         entry.logger.start()
         self._containers[proc] = entry
         return proc
+
+    async def exec_in(self, target: Proc, argv: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str]:
+        """Probes and hooks: the process runtime's nsexec way in, started as docker_launcher does."""
+        full = [self.python, *NSEXEC_ARGS, "--target", str(target.pid), "--", *argv]
+        proc = await asyncio.create_subprocess_exec(
+            *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env={"PATH": DEFAULT_PATH, **env}, start_new_session=True,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except BaseException as e:  # timeout or cancelled: end the command and what it started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.shield(proc.wait())
+            if isinstance(e, TimeoutError):
+                return None, ""
+            raise
+        return proc.returncode, out.decode("utf-8", "replace")
 
     def console(self, proc: Proc) -> Any:
         return None  # attach to a docker container's stdin is not offered
